@@ -1,0 +1,1 @@
+//! squashbox-backup (work in progress).

@@ -1,0 +1,3 @@
+//! `squashbox`: the command-line tool.
+
+fn main() {}

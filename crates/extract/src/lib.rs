@@ -1,0 +1,1 @@
+//! squashbox-extract (work in progress).

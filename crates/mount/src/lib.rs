@@ -1,0 +1,1 @@
+//! squashbox-mount (work in progress).

@@ -1,0 +1,1 @@
+//! squashbox-overlay (work in progress).

@@ -1,0 +1,1 @@
+//! squashbox-testkit (work in progress).
