@@ -1,0 +1,651 @@
+//! The iterative tree walk (main thread) and the file-content workers (rayon pool).
+//!
+//! The walker creates every entry itself, in listing order, so all name checks, collision
+//! handling and hard links happen on one thread. Regular files are created empty by the walker
+//! and handed, as an open fd, to a worker that streams the content block by block and then sets
+//! the file's metadata. The number of files in flight is bounded, so open fds and buffers are
+//! bounded too. Directories get their metadata when the walk leaves them, after all their
+//! entries exist.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::io::Errno;
+use squashbox_format::reader::ReadDir;
+use squashbox_format::{Archive, FileType, Inode, InodeKind, InodeRef};
+
+use crate::dest::Destination;
+use crate::error::{ExtractError, Result};
+use crate::names::{self, escape};
+use crate::{fsops, ExtractOptions, ExtractSummary, OwnerPolicy, MAX_WARNINGS};
+
+/// State shared between the walker and the workers.
+struct Shared<'a> {
+    archive: &'a Archive,
+    owners: OwnerPolicy,
+    block_size: usize,
+    failed: AtomicBool,
+    first_error: Mutex<Option<ExtractError>>,
+    warnings: Mutex<(Vec<String>, u64)>,
+    bytes: AtomicU64,
+    slots: Slots,
+}
+
+impl Shared<'_> {
+    fn fail(&self, error: ExtractError) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(error);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    fn warn(&self, message: String) {
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0.len() < MAX_WARNINGS {
+            w.0.push(message);
+        } else {
+            w.1 += 1;
+        }
+    }
+
+    fn restore_owners(&self) -> bool {
+        match self.owners {
+            OwnerPolicy::Auto => fsops::running_as_root(),
+            OwnerPolicy::Restore => true,
+            OwnerPolicy::Skip => false,
+        }
+    }
+
+    /// Handle a failed chown according to the owner policy.
+    fn chown_failed(&self, path: &str, e: io::Error) -> Result<()> {
+        if self.owners == OwnerPolicy::Auto
+            && matches!(
+                e.raw_os_error(),
+                Some(code) if code == Errno::PERM.raw_os_error() || code == Errno::INVAL.raw_os_error()
+            )
+        {
+            self.warn(format!("{path}: could not restore owner: {e}"));
+            Ok(())
+        } else {
+            Err(ExtractError::io(path, "chown", e))
+        }
+    }
+
+    /// Handle a failed setxattr: refusals become warnings, real I/O failures errors.
+    fn xattr_failed(&self, path: &str, name: &[u8], e: io::Error) -> Result<()> {
+        let refused = matches!(
+            e.raw_os_error(),
+            Some(code) if code == Errno::PERM.raw_os_error()
+                || code == Errno::ACCESS.raw_os_error()
+                || code == Errno::NOTSUP.raw_os_error()
+                || code == Errno::INVAL.raw_os_error()
+        );
+        if refused {
+            self.warn(format!("{path}: could not set xattr {}: {e}", escape(name)));
+            Ok(())
+        } else {
+            Err(ExtractError::io(path, "set xattr", e))
+        }
+    }
+}
+
+/// A counting semaphore bounding the files in flight.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// One directory being extracted.
+struct Frame<'a> {
+    inode: Inode,
+    fd: OwnedFd,
+    entries: ReadDir<'a>,
+    previous: Option<Vec<u8>>,
+    /// Display path relative to the destination ("" for the root).
+    path: String,
+    /// Raw name in its parent ("" for the root).
+    name: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Counts {
+    directories: u64,
+    files: u64,
+    symlinks: u64,
+    devices: u64,
+    fifos: u64,
+    sockets: u64,
+    hard_links: u64,
+}
+
+/// Extract `start` (already looked up at `sub`) into `destination`.
+pub(crate) fn run(
+    archive: &Archive,
+    start: &Inode,
+    sub: &[u8],
+    destination: &Destination,
+    options: &ExtractOptions,
+    pool: &rayon::ThreadPool,
+) -> Result<ExtractSummary> {
+    let block_size = archive.superblock().block_size as usize;
+    let shared = Shared {
+        archive,
+        owners: options.owners,
+        block_size,
+        failed: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+        warnings: Mutex::new((Vec::new(), 0)),
+        bytes: AtomicU64::new(0),
+        slots: Slots::new(pool.current_num_threads().max(1) * 4),
+    };
+    let mut counts = Counts::default();
+    let walked = pool.in_place_scope(|scope| {
+        let mut walker = Walker {
+            shared: &shared,
+            root: destination.root(),
+            replace: destination.replaces_existing(),
+            max_depth: options.max_depth,
+            visited_refs: HashSet::new(),
+            visited_numbers: HashSet::new(),
+            links: HashMap::new(),
+            counts: &mut counts,
+        };
+        let result = walker.walk(start, sub, scope);
+        if result.is_err() {
+            // Stop the workers early; they check this flag between blocks.
+            shared.failed.store(true, Ordering::SeqCst);
+        }
+        result
+    });
+    walked?;
+    if let Some(e) = shared
+        .first_error
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
+        return Err(e);
+    }
+    let (warnings, warnings_dropped) = shared
+        .warnings
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(ExtractSummary {
+        directories: counts.directories,
+        files: counts.files,
+        symlinks: counts.symlinks,
+        devices: counts.devices,
+        fifos: counts.fifos,
+        sockets: counts.sockets,
+        hard_links: counts.hard_links,
+        bytes: shared.bytes.into_inner(),
+        warnings,
+        warnings_dropped,
+    })
+}
+
+struct Walker<'a, 's, 'd> {
+    shared: &'s Shared<'a>,
+    root: BorrowedFd<'d>,
+    replace: bool,
+    max_depth: usize,
+    visited_refs: HashSet<InodeRef>,
+    visited_numbers: HashSet<u32>,
+    /// Inode number -> path components (relative to the root) of its first extracted name.
+    links: HashMap<u32, Vec<Vec<u8>>>,
+    counts: &'s mut Counts,
+}
+
+impl<'a, 's, 'd> Walker<'a, 's, 'd>
+where
+    'a: 's,
+{
+    fn walk(&mut self, start: &Inode, sub: &[u8], scope: &rayon::Scope<'s>) -> Result<()> {
+        if !start.is_dir() {
+            // A single non-directory entry: extract it as DEST/<its name>.
+            let name = sub
+                .rsplit(|&b| b == b'/')
+                .find(|c| !c.is_empty())
+                .unwrap_or(b"");
+            let root = self.root;
+            fsops::fchmod(root, 0o755).map_err(|e| ExtractError::io("", "chmod", e))?;
+            return self.extract_entry(root, &[], "", name, start.clone(), scope);
+        }
+        self.enter_dir_check(start, "/")?;
+        let root_fd = rustix::io::fcntl_dupfd_cloexec(self.root, 0)
+            .map_err(|e| ExtractError::io("", "dup destination fd", e))?;
+        let entries = self
+            .shared
+            .archive
+            .read_dir(start)
+            .map_err(|e| ExtractError::image("/", e))?;
+        let mut stack: Vec<Frame<'a>> = vec![Frame {
+            inode: start.clone(),
+            fd: root_fd,
+            entries,
+            previous: None,
+            path: String::new(),
+            name: Vec::new(),
+        }];
+        while let Some(frame) = stack.last_mut() {
+            if self.shared.failed() {
+                break;
+            }
+            let entry = match frame.entries.next() {
+                None => {
+                    let frame = stack.pop().expect("stack is non-empty");
+                    self.finish_dir(&frame)?;
+                    continue;
+                }
+                Some(Err(e)) => return Err(ExtractError::image(display_dir(&frame.path), e)),
+                Some(Ok(entry)) => entry,
+            };
+            let dir_display = display_dir(&frame.path);
+            if !names::is_safe_name(&entry.name) {
+                return Err(ExtractError::UnsafeName {
+                    dir: dir_display,
+                    name: escape(&entry.name),
+                });
+            }
+            if let Some(previous) = &frame.previous {
+                match entry.name.as_slice().cmp(previous.as_slice()) {
+                    std::cmp::Ordering::Greater => {}
+                    std::cmp::Ordering::Equal => {
+                        return Err(ExtractError::DuplicateEntry {
+                            dir: dir_display,
+                            name: escape(&entry.name),
+                        })
+                    }
+                    std::cmp::Ordering::Less => {
+                        return Err(ExtractError::UnsortedEntries {
+                            dir: dir_display,
+                            name: escape(&entry.name),
+                            previous: escape(previous),
+                        })
+                    }
+                }
+            }
+            frame.previous = Some(entry.name.clone());
+            let path = names::join(&frame.path, &entry.name);
+            let inode = self
+                .shared
+                .archive
+                .inode(entry.inode_ref)
+                .map_err(|e| ExtractError::image(&path, e))?;
+            if inode.file_type != entry.file_type {
+                return Err(ExtractError::TypeMismatch { path });
+            }
+            if inode.is_dir() {
+                if stack.len() > self.max_depth {
+                    return Err(ExtractError::TooDeep {
+                        path,
+                        max_depth: self.max_depth,
+                    });
+                }
+                self.enter_dir_check(&inode, &path)?;
+                let parent = stack.last().expect("stack is non-empty");
+                let fd = self.make_dir(parent.fd.as_fd(), &entry.name, &path)?;
+                self.counts.directories += 1;
+                let entries = self
+                    .shared
+                    .archive
+                    .read_dir(&inode)
+                    .map_err(|e| ExtractError::image(&path, e))?;
+                stack.push(Frame {
+                    inode,
+                    fd,
+                    entries,
+                    previous: None,
+                    path,
+                    name: entry.name,
+                });
+            } else {
+                let components: Vec<&[u8]> = stack[1..].iter().map(|f| f.name.as_slice()).collect();
+                let parent = stack.last().expect("stack is non-empty").fd.as_fd();
+                self.extract_entry(parent, &components, &path, &entry.name, inode, scope)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn enter_dir_check(&mut self, inode: &Inode, path: &str) -> Result<()> {
+        if !self.visited_refs.insert(inode.inode_ref) || !self.visited_numbers.insert(inode.number)
+        {
+            return Err(ExtractError::DirectoryLoop {
+                path: path.to_string(),
+                inode: inode.number,
+            });
+        }
+        Ok(())
+    }
+
+    /// Create (or, with force, reuse) directory `name` in `parent`.
+    fn make_dir(&self, parent: BorrowedFd<'_>, name: &[u8], path: &str) -> Result<OwnedFd> {
+        match fsops::create_dir(parent, name) {
+            Ok(fd) => Ok(fd),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.replace => {
+                let existing = fsops::entry_type(parent, name)
+                    .map_err(|e| ExtractError::io(path, "stat existing entry", e))?;
+                if existing == Some(rfs::FileType::Directory) {
+                    let fd = fsops::open_dir(parent, name)
+                        .map_err(|e| ExtractError::io(path, "open existing directory", e))?;
+                    // Make sure we can populate it; the final mode is applied afterwards.
+                    let _ = rfs::fchmod(&fd, Mode::RWXU);
+                    return Ok(fd);
+                }
+                fsops::remove_entry(parent, name)
+                    .map_err(|e| ExtractError::io(path, "remove existing entry", e))?;
+                fsops::create_dir(parent, name)
+                    .map_err(|e| ExtractError::io(path, "create directory", e))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(ExtractError::AlreadyExists {
+                    path: path.to_string(),
+                })
+            }
+            Err(e) => Err(ExtractError::io(path, "create directory", e)),
+        }
+    }
+
+    /// Run `create`; if the name is taken and we may replace, remove what is there (without
+    /// following it) and try once more.
+    fn create_replacing<T>(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        path: &str,
+        op: &'static str,
+        create: impl Fn() -> io::Result<T>,
+    ) -> Result<T> {
+        match create() {
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.replace => {
+                fsops::remove_entry(parent, name)
+                    .map_err(|e| ExtractError::io(path, "remove existing entry", e))?;
+                create().map_err(|e| ExtractError::io(path, op, e))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(ExtractError::AlreadyExists {
+                    path: path.to_string(),
+                })
+            }
+            Err(e) => Err(ExtractError::io(path, op, e)),
+        }
+    }
+
+    /// Extract one non-directory entry into `parent`.
+    fn extract_entry(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        components: &[&[u8]],
+        path: &str,
+        name: &[u8],
+        inode: Inode,
+        scope: &rayon::Scope<'s>,
+    ) -> Result<()> {
+        if inode.nlink > 1 {
+            if let Some(first) = self.links.get(&inode.number) {
+                self.link_to_first(first, parent, name, path)?;
+                self.counts.hard_links += 1;
+                return Ok(());
+            }
+            let mut first: Vec<Vec<u8>> = components.iter().map(|c| c.to_vec()).collect();
+            first.push(name.to_vec());
+            self.links.insert(inode.number, first);
+        }
+        let shared = self.shared;
+        match inode.file_type {
+            FileType::Regular => {
+                let fd = self.create_replacing(parent, name, path, "create file", || {
+                    fsops::create_file(parent, name)
+                })?;
+                self.counts.files += 1;
+                let slot = shared.slots.acquire();
+                let path = path.to_string();
+                scope.spawn(move |_| {
+                    let _slot = slot;
+                    if shared.failed() {
+                        return;
+                    }
+                    if let Err(e) = write_regular(shared, &inode, fd.as_fd(), &path) {
+                        shared.fail(e);
+                    }
+                });
+            }
+            FileType::Symlink => {
+                let target = shared
+                    .archive
+                    .read_link(&inode)
+                    .map_err(|e| ExtractError::image(path, e))?;
+                self.create_replacing(parent, name, path, "create symlink", || {
+                    fsops::create_symlink(parent, name, &target)
+                })?;
+                self.counts.symlinks += 1;
+                set_metadata_at(shared, parent, name, &inode, path, true)?;
+            }
+            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
+                let (node_type, counter) = match inode.file_type {
+                    FileType::CharDevice => {
+                        (rfs::FileType::CharacterDevice, &mut self.counts.devices)
+                    }
+                    FileType::BlockDevice => (rfs::FileType::BlockDevice, &mut self.counts.devices),
+                    FileType::Fifo => (rfs::FileType::Fifo, &mut self.counts.fifos),
+                    _ => (rfs::FileType::Socket, &mut self.counts.sockets),
+                };
+                *counter += 1;
+                let rdev = fsops::decode_rdev(inode.rdev());
+                self.create_replacing(parent, name, path, "create node", || {
+                    fsops::create_node(parent, name, node_type, rdev)
+                })?;
+                set_metadata_at(shared, parent, name, &inode, path, false)?;
+            }
+            FileType::Directory => unreachable!("directories are handled by the walk"),
+        }
+        Ok(())
+    }
+
+    /// Hard-link `parent/name` to the first extracted name of the same inode.
+    fn link_to_first(
+        &self,
+        first: &[Vec<u8>],
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        path: &str,
+    ) -> Result<()> {
+        let (first_name, dirs) = first.split_last().expect("a path has a last component");
+        // Walk down from the root without following symlinks. O_PATH needs no read
+        // permission, so directories already made read-only still resolve.
+        let mut dir: Option<OwnedFd> = None;
+        for component in dirs {
+            let base = dir.as_ref().map(|d| d.as_fd()).unwrap_or(self.root);
+            let next = rfs::openat(
+                base,
+                component.as_slice(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| ExtractError::io(path, "open hard link source directory", e))?;
+            dir = Some(next);
+        }
+        let source_dir = dir.as_ref().map(|d| d.as_fd()).unwrap_or(self.root);
+        self.create_replacing(parent, name, path, "create hard link", || {
+            fsops::hard_link(source_dir, first_name, parent, name)
+        })
+    }
+
+    /// Apply a directory's metadata once all its entries exist.
+    fn finish_dir(&self, frame: &Frame<'_>) -> Result<()> {
+        let path = display_dir(&frame.path);
+        set_metadata_fd(self.shared, frame.fd.as_fd(), &frame.inode, &path)
+    }
+}
+
+fn display_dir(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+thread_local! {
+    static BLOCK_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Stream a regular file's content into `fd` one block at a time, leaving all-zero blocks as
+/// holes, then apply its metadata.
+fn write_regular(shared: &Shared<'_>, inode: &Inode, fd: BorrowedFd<'_>, path: &str) -> Result<()> {
+    let InodeKind::File { size, .. } = inode.kind else {
+        return Err(ExtractError::TypeMismatch {
+            path: path.to_string(),
+        });
+    };
+    BLOCK_BUFFER.with(|cell| -> Result<()> {
+        let mut buf = cell.borrow_mut();
+        buf.resize(shared.block_size, 0);
+        let mut offset = 0u64;
+        while offset < size {
+            if shared.failed() {
+                return Ok(());
+            }
+            let want = (size - offset).min(shared.block_size as u64) as usize;
+            let chunk = &mut buf[..want];
+            let mut filled = 0;
+            while filled < want {
+                let n = shared
+                    .archive
+                    .read_at(inode, offset + filled as u64, &mut chunk[filled..])
+                    .map_err(|e| ExtractError::image(path, e))?;
+                if n == 0 {
+                    return Err(ExtractError::image(
+                        path,
+                        squashbox_format::Error::corrupt(
+                            format!(
+                                "file data ends at {} of {size} bytes",
+                                offset + filled as u64
+                            ),
+                            inode.inode_ref.0,
+                        ),
+                    ));
+                }
+                filled += n;
+            }
+            if !is_all_zero(chunk) {
+                fsops::pwrite_all(fd, chunk, offset)
+                    .map_err(|e| ExtractError::io(path, "write", e))?;
+            }
+            offset += want as u64;
+        }
+        Ok(())
+    })?;
+    if shared.failed() {
+        return Ok(());
+    }
+    fsops::ftruncate(fd, size).map_err(|e| ExtractError::io(path, "set file length", e))?;
+    shared.bytes.fetch_add(size, Ordering::Relaxed);
+    set_metadata_fd(shared, fd, inode, path)
+}
+
+fn is_all_zero(data: &[u8]) -> bool {
+    let (head, words, tail) = {
+        // SAFETY: every bit pattern is a valid u64, and align_to only reinterprets the
+        // correctly aligned middle part of the slice.
+        unsafe { data.align_to::<u64>() }
+    };
+    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
+}
+
+/// Metadata through an fd (regular files, directories). Order matters: chown clears setuid
+/// and file capabilities, so it comes first; xattrs (which may need write access) before the
+/// final chmod; times last.
+fn set_metadata_fd(
+    shared: &Shared<'_>,
+    fd: BorrowedFd<'_>,
+    inode: &Inode,
+    path: &str,
+) -> Result<()> {
+    if shared.restore_owners() {
+        if let Err(e) = fsops::fchown(fd, inode.uid, inode.gid) {
+            shared.chown_failed(path, e)?;
+        }
+    }
+    if inode.xattr_index.is_some() {
+        let xattrs = shared
+            .archive
+            .xattrs(inode)
+            .map_err(|e| ExtractError::image(path, e))?;
+        for x in xattrs {
+            if let Err(e) = fsops::fsetxattr(fd, &x.name, &x.value) {
+                shared.xattr_failed(path, &x.name, e)?;
+            }
+        }
+    }
+    fsops::fchmod(fd, inode.permissions).map_err(|e| ExtractError::io(path, "chmod", e))?;
+    fsops::futimens(fd, inode.mtime).map_err(|e| ExtractError::io(path, "set times", e))
+}
+
+/// Metadata by name without following (symlinks, devices, fifos, sockets).
+fn set_metadata_at(
+    shared: &Shared<'_>,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    inode: &Inode,
+    path: &str,
+    is_symlink: bool,
+) -> Result<()> {
+    if shared.restore_owners() {
+        if let Err(e) = fsops::lchown_at(dir, name, inode.uid, inode.gid) {
+            shared.chown_failed(path, e)?;
+        }
+    }
+    if inode.xattr_index.is_some() {
+        let xattrs = shared
+            .archive
+            .xattrs(inode)
+            .map_err(|e| ExtractError::image(path, e))?;
+        for x in xattrs {
+            if let Err(e) = fsops::lsetxattr_at(dir, name, &x.name, &x.value) {
+                shared.xattr_failed(path, &x.name, e)?;
+            }
+        }
+    }
+    if !is_symlink {
+        fsops::chmod_node_at(dir, name, inode.permissions)
+            .map_err(|e| ExtractError::io(path, "chmod", e))?;
+    }
+    fsops::lutimens_at(dir, name, inode.mtime).map_err(|e| ExtractError::io(path, "set times", e))
+}
