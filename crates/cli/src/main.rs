@@ -1,3 +1,58 @@
 //! `squashbox`: the command-line tool.
+//!
+//! # Adding a subcommand
+//! 1. Create `src/cmd/<name>.rs` with `pub struct Args` (`#[derive(clap::Args)]`, doc comments
+//!    become the help text) and `pub fn run(args: Args) -> CliResult`.
+//! 2. Add `pub mod <name>;` to `src/cmd/mod.rs`.
+//! 3. Add one variant to [`Command`] and one arm to the `match` in [`main`].
+//!
+//! # Error convention
+//! A command returns `Err(CliError)`; `main` prints exactly one line `squashbox: <message>` to
+//! stderr and exits with status 1 (clap usage errors: status 2). Any `std::error::Error`
+//! converts with `?`; add context with [`error::Context::context`]. Make the message
+//! self-contained: name the file or entry concerned. A broken pipe on stdout (`| head`) ends
+//! the program quietly with status 0.
 
-fn main() {}
+mod cmd;
+mod error;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::{CliError, CliResult};
+
+/// squashbox: a SquashFS toolkit (read, extract, build, mount, overlay, backup).
+#[derive(Parser)]
+#[command(name = "squashbox", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands: one variant each, with its arguments in `cmd::<name>::Args`.
+#[derive(Subcommand)]
+enum Command {
+    /// Show the superblock, compressor, flags, counts and table layout of an image.
+    Info(cmd::info::Args),
+    /// List directory entries in an image.
+    Ls(cmd::ls::Args),
+    /// Write a regular file from an image to standard output.
+    Cat(cmd::cat::Args),
+    /// Extract an image (or a subtree of it) into a directory, securely and in parallel.
+    Extract(cmd::extract::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Info(args) => cmd::info::run(args),
+        Command::Ls(args) => cmd::ls::run(args),
+        Command::Cat(args) => cmd::cat::run(args),
+        Command::Extract(args) => cmd::extract::run(args),
+    };
+    error::finish(result)
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand; each has `Args` and `run`.
+
+pub mod cat;
+pub mod extract;
+pub mod info;
+pub mod ls;
+
+mod common;
