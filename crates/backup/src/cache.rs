@@ -1,0 +1,70 @@
+//! Local cache of downloaded archives: `{cache}/archives/{id}.sqsh`, present only once its
+//! size and SHA-256 matched the backup's meta (downloads go to a temp file renamed into place).
+
+use std::path::{Path, PathBuf};
+
+use crate::create::hash_file;
+use crate::error::{BackupError, Result};
+use crate::meta::BackupMeta;
+use crate::store::Store;
+
+/// Path of the verified archive of `meta` in the cache, downloading it if needed.
+/// Every failure is `BACKUP_RESTORE_FAILED`; no partial file is left in the cache.
+pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Result<PathBuf> {
+    let id = meta.id.as_str();
+    let fail = |msg: String| BackupError::restore_failed(msg).with_id(id);
+    let dir = cache_dir.join("archives");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create cache dir {}: {e}", dir.display())))?;
+    let final_path = dir.join(format!("{id}.sqsh"));
+    if let Ok(m) = std::fs::metadata(&final_path) {
+        if m.len() == meta.size_bytes {
+            return Ok(final_path);
+        }
+        // A cached file of the wrong size cannot be ours: drop it and download again.
+        let _ = std::fs::remove_file(&final_path);
+    }
+    let key = store.data_key(id);
+    let stored = store
+        .head_size(&key)
+        .map_err(|e| fail(format!("cannot read {key} from {}: {e}", store.url())))?;
+    let size = match stored {
+        None => {
+            return Err(fail(format!(
+                "data.sqsh is missing from store {} although meta.json exists: the backup is \
+                 damaged; delete it and create a new one",
+                store.url()
+            )))
+        }
+        Some(n) if n != meta.size_bytes => {
+            return Err(fail(format!(
+                "stored data.sqsh is {n} bytes but meta.json says {}: the backup is damaged",
+                meta.size_bytes
+            )))
+        }
+        Some(n) => n,
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{id}."))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(|e| fail(format!("cannot create a file in {}: {e}", dir.display())))?;
+    store
+        .download_file(&key, size, temp.as_file())
+        .map_err(|e| fail(format!("downloading {key} failed: {e}")))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| fail(format!("syncing the download: {e}")))?;
+    let (got_size, sha) =
+        hash_file(temp.path()).map_err(|e| fail(format!("hashing the download: {e}")))?;
+    if got_size != meta.size_bytes || sha != meta.sha256 {
+        return Err(fail(format!(
+            "downloaded data.sqsh does not match meta.json (size {got_size} vs {}, sha256 {sha} \
+             vs {}): the backup is corrupted",
+            meta.size_bytes, meta.sha256
+        )));
+    }
+    temp.persist(&final_path)
+        .map_err(|e| fail(format!("storing the archive in the cache: {e}")))?;
+    Ok(final_path)
+}

@@ -1,0 +1,220 @@
+//! `create_backup`: build the directory into a SquashFS archive and upload it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use squashbox_build::{build_image, BuildError, BuildOptions};
+use squashbox_format::Compressor;
+
+use crate::clock::Clock;
+use crate::error::{BackupError, Result};
+use crate::lock::{hex, lock_dir};
+use crate::meta::{BackupMeta, DirectoryBackup, FORMAT_VERSION};
+use crate::store::{ProgressFn, Store};
+use crate::validate::{check_name, check_source_dir, check_ttl, DEFAULT_TTL_SECS};
+
+/// What to back up and where. Build with [`BackupOptions::new`] and adjust fields.
+#[derive(Clone)]
+pub struct BackupOptions {
+    /// The directory to back up (absolute, existing).
+    pub dir: PathBuf,
+    /// Optional name (at most 256 characters, no control characters).
+    pub name: Option<String>,
+    /// Time to live in whole seconds (default 259200 = 3 days).
+    pub ttl: u64,
+    /// Leave out what git would ignore.
+    pub gitignore: bool,
+    /// Extra exclude patterns (gitignore syntax).
+    pub excludes: Vec<String>,
+    /// Archive compressor (default zstd).
+    pub compression: Compressor,
+    /// Compression level (`None`: the compressor's default).
+    pub level: Option<i32>,
+    /// The store (`None`: [`Store::open_default`]).
+    pub store: Option<Store>,
+    /// Clock for `createdAt` (tests inject one).
+    pub clock: Clock,
+    /// State directory for locks (`None`: [`crate::paths::state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// Where the archive is built before upload (`None`: the system temp dir).
+    pub temp_dir: Option<PathBuf>,
+    /// Called with bytes uploaded so far.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for BackupOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupOptions")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .field("ttl", &self.ttl)
+            .field("gitignore", &self.gitignore)
+            .field("excludes", &self.excludes)
+            .field("compression", &self.compression)
+            .field("store", &self.store.as_ref().map(|s| s.url().to_string()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackupOptions {
+    /// Defaults for backing up `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        BackupOptions {
+            dir: dir.into(),
+            name: None,
+            ttl: DEFAULT_TTL_SECS,
+            gitignore: false,
+            excludes: Vec::new(),
+            compression: Compressor::Zstd,
+            level: None,
+            store: None,
+            clock: Clock::system(),
+            state_dir: None,
+            temp_dir: None,
+            progress: None,
+        }
+    }
+}
+
+/// Back up `options.dir`. Returns the handle to restore it later.
+///
+/// The archive is built into a private temp dir, uploaded as `backups/{id}/data.sqsh`, its
+/// stored size checked, and only then `backups/{id}/meta.json` is written. Any failure removes
+/// whatever was uploaded (best effort) and the temp files, and returns `BACKUP_CREATE_FAILED`.
+pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
+    check_source_dir(&options.dir)?;
+    if let Some(name) = &options.name {
+        check_name(name)?;
+    }
+    check_ttl(options.ttl)?;
+    if !options.compression.can_write() {
+        return Err(BackupError::invalid(format!(
+            "compression {} cannot be written",
+            options.compression
+        )));
+    }
+    let store = match &options.store {
+        Some(s) => s.clone(),
+        None => Store::open_default()?,
+    };
+    store.check_reachable()?;
+    let state_dir = match &options.state_dir {
+        Some(d) => d.clone(),
+        None => crate::paths::state_dir()?,
+    };
+    let dir = options.dir.clone();
+    let _lock = lock_dir(&state_dir, &dir).map_err(|e| {
+        BackupError::create_failed(format!(
+            "cannot take the directory lock under {}: {e}",
+            state_dir.display()
+        ))
+        .with_dir(&dir)
+    })?;
+
+    let id = uuid::Uuid::new_v4().to_string();
+    let fail = |msg: String| BackupError::create_failed(msg).with_id(&id).with_dir(&dir);
+
+    let temp_parent = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let temp = tempfile::Builder::new()
+        .prefix(".squashbox-backup-")
+        .tempdir_in(&temp_parent)
+        .map_err(|e| {
+            fail(format!(
+                "cannot create a temp dir in {}: {e}",
+                temp_parent.display()
+            ))
+        })?;
+    let archive_path = temp.path().join("data.sqsh");
+    let build = BuildOptions {
+        compressor: options.compression,
+        level: options.level,
+        gitignore: options.gitignore,
+        excludes: options.excludes.clone(),
+        ..BuildOptions::default()
+    };
+    let summary = build_image(&dir, &archive_path, &build).map_err(|e| match e {
+        BuildError::Unreadable { paths } => fail(format!(
+            "{} path(s) under the directory cannot be read: {}. Fix: grant read permission \
+             (e.g. chmod -R u+rX) or exclude them (--exclude PATTERN)",
+            paths.len(),
+            paths
+                .iter()
+                .map(|(p, why)| format!("{} ({why})", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        other => fail(format!("building the archive failed: {other}")).with_source(other),
+    })?;
+    let (size, sha256) =
+        hash_file(&archive_path).map_err(|e| fail(format!("reading the built archive: {e}")))?;
+
+    let meta = BackupMeta {
+        id: id.clone(),
+        dir: dir.clone(),
+        name: options.name.clone(),
+        size_bytes: size,
+        ttl: options.ttl,
+        created_at: options.clock.now(),
+        format_version: FORMAT_VERSION,
+        sha256,
+        compression: options.compression.name().to_string(),
+        file_count: summary.files,
+        gitignore: options.gitignore,
+        excludes: options.excludes.clone(),
+        squashbox_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let data_key = store.data_key(&id);
+    let meta_key = store.meta_key(&id);
+    let uploaded = (|| -> std::result::Result<(), String> {
+        store
+            .upload_file(&archive_path, &data_key, options.progress.clone())
+            .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?;
+        match store.head_size(&data_key) {
+            Ok(Some(n)) if n == size => {}
+            Ok(Some(n)) => {
+                return Err(format!(
+                    "stored {data_key} is {n} bytes but {size} were uploaded"
+                ))
+            }
+            Ok(None) => return Err(format!("{data_key} is missing right after upload")),
+            Err(e) => return Err(format!("checking {data_key} after upload failed: {e}")),
+        }
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+        store
+            .put_small(&meta_key, json)
+            .map_err(|e| format!("writing {meta_key} failed: {e}"))
+    })();
+    if let Err(msg) = uploaded {
+        // Meta first: if it somehow landed, removing it un-commits the backup.
+        let _ = store.delete(&meta_key);
+        let _ = store.delete(&data_key);
+        return Err(fail(msg));
+    }
+    drop(temp);
+    Ok(meta.handle())
+}
+
+/// Size and lowercase hex SHA-256 of a file, streamed.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    hash_reader(&mut file)
+}
+
+pub(crate) fn hash_reader(reader: &mut impl Read) -> std::io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}

@@ -1,0 +1,454 @@
+//! The object store behind backups: a local directory (default), S3-compatible, or memory.
+//!
+//! Layout inside the store (under an optional prefix):
+//! `backups/{id}/data.sqsh` (the archive) and `backups/{id}/meta.json` (written last; a backup
+//! without meta does not exist).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+
+use crate::error::{BackupError, Result};
+use crate::runtime::block_on;
+
+/// Environment variable naming the default store URL.
+pub const STORE_ENV: &str = "SQUASHBOX_STORE";
+
+/// Part size for multipart uploads and ranged downloads. S3 requires at least 5 MiB per part;
+/// 8 MiB keeps memory at `PARALLELISM * PART_SIZE` (32 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts in flight at once during upload and download.
+pub const PARALLELISM: usize = 4;
+
+/// Called with the number of bytes handed to the store so far during an upload.
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A backup store: an [`ObjectStore`] plus a key prefix.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    url: String,
+}
+
+impl Store {
+    /// Open the store named by `url`:
+    /// - `file:///abs/dir` or `/abs/dir`: a local directory (created if missing);
+    /// - `s3://bucket[/prefix]`: S3 or compatible, configured from the standard `AWS_*`
+    ///   environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    ///   `AWS_ENDPOINT_URL` for R2/MinIO/SeaweedFS; plain http is allowed for loopback
+    ///   endpoints or with `AWS_ALLOW_HTTP=true`);
+    /// - `memory://`: an in-process store (tests, demos).
+    pub fn open(url: &str) -> Result<Store> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Self::open_s3(url, rest);
+        }
+        if url == "memory://" || url == "memory:" {
+            return Ok(Store::from_object_store(Arc::new(InMemory::new()), "", url));
+        }
+        let path = if let Some(p) = url.strip_prefix("file://") {
+            PathBuf::from(p)
+        } else if url.starts_with('/') {
+            PathBuf::from(url)
+        } else {
+            return Err(BackupError::invalid(format!(
+                "store URL {url:?} is not supported: use file:///ABSOLUTE/DIR, an absolute \
+                 path, s3://BUCKET[/PREFIX] or memory://"
+            )));
+        };
+        Self::open_local(&path, url)
+    }
+
+    /// Open the default store: `$SQUASHBOX_STORE` if set, else a local directory under the
+    /// user's data dir (`$XDG_DATA_HOME/squashbox/store`, or `~/.local/share/squashbox/store`).
+    pub fn open_default() -> Result<Store> {
+        match std::env::var(STORE_ENV) {
+            Ok(url) if !url.is_empty() => Store::open(&url),
+            _ => {
+                let dir = crate::paths::data_dir()?.join("store");
+                Store::open_local(&dir, &format!("file://{}", dir.display()))
+            }
+        }
+    }
+
+    /// Open `url` if given, else the default store.
+    pub fn open_or_default(url: Option<&str>) -> Result<Store> {
+        match url {
+            Some(u) => Store::open(u),
+            None => Store::open_default(),
+        }
+    }
+
+    /// Wrap any [`ObjectStore`] (GCS, Azure, a custom one); keys go under `prefix`.
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, label: &str) -> Store {
+        Store {
+            inner,
+            prefix: ObjectPath::from(prefix.trim_matches('/')),
+            url: label.to_string(),
+        }
+    }
+
+    fn open_local(path: &Path, url: &str) -> Result<Store> {
+        if !path.is_absolute() {
+            return Err(BackupError::invalid(format!(
+                "local store path {} must be absolute",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(path).map_err(|e| {
+            BackupError::invalid(format!(
+                "local store {} cannot be created: {e}",
+                path.display()
+            ))
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| {
+                BackupError::invalid(format!("local store {} unusable: {e}", path.display()))
+            })?
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
+        Ok(Store::from_object_store(Arc::new(fs), "", url))
+    }
+
+    fn open_s3(url: &str, rest: &str) -> Result<Store> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(BackupError::invalid(format!(
+                "store URL {url:?} names no bucket (expected s3://BUCKET[/PREFIX])"
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.0,
+                },
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
+            });
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .unwrap_or_default();
+        if is_loopback_http(&endpoint) {
+            builder = builder.with_allow_http(true);
+        }
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        let s3 = builder.build().map_err(|e| {
+            BackupError::invalid(format!(
+                "S3 store {url} is not configured: {e} (set AWS_ACCESS_KEY_ID, \
+                 AWS_SECRET_ACCESS_KEY, AWS_REGION and, for non-AWS servers, AWS_ENDPOINT_URL)"
+            ))
+        })?;
+        Ok(Store::from_object_store(Arc::new(s3), prefix, url))
+    }
+
+    /// The URL (or label) this store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    pub(crate) fn key(&self, rel: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/') {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    pub(crate) fn data_key(&self, id: &str) -> ObjectPath {
+        self.key(&format!("backups/{id}/data.sqsh"))
+    }
+
+    pub(crate) fn meta_key(&self, id: &str) -> ObjectPath {
+        self.key(&format!("backups/{id}/meta.json"))
+    }
+
+    /// Check that the store answers and accepts our credentials (a LIST of the backups prefix).
+    pub fn check_reachable(&self) -> Result<()> {
+        let prefix = self.key("backups");
+        block_on(async { self.inner.list_with_delimiter(Some(&prefix)).await })
+            .map(|_| ())
+            .map_err(|e| {
+                BackupError::invalid(format!(
+                    "store {} is not reachable or not configured: {e}",
+                    self.url
+                ))
+            })
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub(crate) fn head_size(&self, key: &ObjectPath) -> Result<Option<u64>, object_store::Error> {
+        match block_on(self.inner.head(key)) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A small object's bytes (refused above `max` bytes), or `None` if it does not exist.
+    pub(crate) fn get_small(
+        &self,
+        key: &ObjectPath,
+        max: u64,
+    ) -> Result<Option<Bytes>, object_store::Error> {
+        block_on(async {
+            let result = match self.inner.get(key).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if result.meta.size > max {
+                return Err(object_store::Error::Generic {
+                    store: "squashbox",
+                    source: format!(
+                        "{key} is {} bytes, larger than the {max} allowed",
+                        result.meta.size
+                    )
+                    .into(),
+                });
+            }
+            result.bytes().await.map(Some)
+        })
+    }
+
+    /// Write a small object in one request.
+    pub(crate) fn put_small(
+        &self,
+        key: &ObjectPath,
+        bytes: Vec<u8>,
+    ) -> Result<(), object_store::Error> {
+        block_on(self.inner.put(key, PutPayload::from(bytes))).map(|_| ())
+    }
+
+    /// Delete an object; a missing object is not an error.
+    pub(crate) fn delete(&self, key: &ObjectPath) -> Result<(), object_store::Error> {
+        match block_on(self.inner.delete(key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of every `backups/{id}/meta.json` in the store (committed backups), plus ids that
+    /// only have data (uncommitted leftovers), as `(id, has_meta)`.
+    pub(crate) fn list_ids(&self) -> Result<Vec<(String, bool)>, object_store::Error> {
+        let prefix = self.key("backups");
+        let objects: Vec<_> =
+            block_on(async { self.inner.list(Some(&prefix)).try_collect::<Vec<_>>().await })?;
+        let mut ids: std::collections::BTreeMap<String, bool> = Default::default();
+        let base: Vec<_> = prefix.parts().collect();
+        for o in objects {
+            let parts: Vec<_> = o.location.parts().collect();
+            if parts.len() != base.len() + 2 || parts[..base.len()] != base[..] {
+                continue;
+            }
+            let id = parts[base.len()].as_ref().to_string();
+            let file = parts[base.len() + 1].as_ref();
+            let entry = ids.entry(id).or_insert(false);
+            if file == "meta.json" {
+                *entry = true;
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Upload the local file at `path` to `key`: one PUT when small, else a parallel multipart
+    /// upload (each request retried with backoff by the client). On failure the multipart
+    /// upload is aborted so no parts linger.
+    pub(crate) fn upload_file(
+        &self,
+        path: &Path,
+        key: &ObjectPath,
+        progress: Option<ProgressFn>,
+    ) -> std::io::Result<()> {
+        let mut file = File::open(path)?;
+        let size = file.metadata()?.len();
+        if size <= PART_SIZE as u64 {
+            let mut buf = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut buf)?;
+            let len = buf.len() as u64;
+            block_on(self.inner.put(key, PutPayload::from(buf))).map_err(std::io::Error::other)?;
+            if let Some(p) = &progress {
+                p(len);
+            }
+            return Ok(());
+        }
+        block_on(async move {
+            let upload = self
+                .inner
+                .put_multipart(key)
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let mut sent = 0u64;
+            let result: std::io::Result<()> = async {
+                loop {
+                    writer
+                        .wait_for_capacity(PARALLELISM)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    let mut chunk = vec![0u8; PART_SIZE];
+                    let n = read_full(&mut file, &mut chunk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    chunk.truncate(n);
+                    writer.put(Bytes::from(chunk));
+                    sent += n as u64;
+                    if let Some(p) = &progress {
+                        p(sent);
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => writer
+                    .finish()
+                    .await
+                    .map(|_| ())
+                    .map_err(std::io::Error::other),
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Download `key` (of `size` bytes) into `dest` with parallel ranged GETs.
+    pub(crate) fn download_file(
+        &self,
+        key: &ObjectPath,
+        size: u64,
+        dest: &File,
+    ) -> std::io::Result<()> {
+        dest.set_len(size)?;
+        let ranges: Vec<std::ops::Range<u64>> = (0..size)
+            .step_by(PART_SIZE)
+            .map(|start| start..(start + PART_SIZE as u64).min(size))
+            .collect();
+        block_on(async {
+            futures::stream::iter(ranges)
+                .map(|range| async move {
+                    let bytes = self
+                        .inner
+                        .get_range(key, range.clone())
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    if bytes.len() as u64 != range.end - range.start {
+                        return Err(std::io::Error::other(format!(
+                            "store returned {} bytes for range {range:?}",
+                            bytes.len()
+                        )));
+                    }
+                    dest.write_all_at(&bytes, range.start)
+                })
+                .buffer_unordered(PARALLELISM)
+                .try_collect::<Vec<()>>()
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+impl Store {
+    /// Stream an object through SHA-256: `(size, hex digest)`, or `None` if it is missing.
+    pub(crate) fn hash_object(
+        &self,
+        key: &ObjectPath,
+    ) -> Result<Option<(u64, String)>, object_store::Error> {
+        use sha2::{Digest, Sha256};
+        block_on(async {
+            let result = match self.inner.get(key).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut stream = result.into_stream();
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                total += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            Ok(Some((total, crate::lock::hex(&hasher.finalize()))))
+        })
+    }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// True for `http://` endpoints on a loopback host (plain http is fine there).
+fn is_loopback_http(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    let host = if rest.starts_with('[') {
+        rest.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_http("http://127.0.0.1:8333"));
+        assert!(is_loopback_http("http://localhost:9000/"));
+        assert!(is_loopback_http("http://[::1]:9000"));
+        assert!(!is_loopback_http("http://10.0.0.1:9000"));
+        assert!(!is_loopback_http("https://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn unsupported_url_is_invalid_config() {
+        let err = Store::open("ftp://x").unwrap_err();
+        assert_eq!(err.code(), "INVALID_BACKUP_CONFIG");
+        let err = Store::open("s3://").unwrap_err();
+        assert_eq!(err.code(), "INVALID_BACKUP_CONFIG");
+    }
+}
