@@ -404,7 +404,7 @@ impl Superblock {
             if !ok {
                 return Err(bad(
                     format!(
-                        "{name} at {start} (+{fixed_len} index bytes) does not end before the                          {next_name} at {next_start}"
+                        "{name} at {start} (+{fixed_len} index bytes) does not end before the {next_name} at {next_start}"
                     ),
                     offset,
                 ));

@@ -15,6 +15,10 @@ thread_local! {
 /// Decompress zstd frame(s) into `out`. The one-shot decoder writes straight into `out` and
 /// fails if the content would not fit, so memory use does not depend on the frame header.
 pub(super) fn decompress(input: &[u8], out: &mut [u8]) -> CodecResult<usize> {
+    if input.is_empty() {
+        // libzstd accepts zero frames as an empty result; an empty block is never valid.
+        return Err(CodecError::Truncated);
+    }
     DCTX.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
