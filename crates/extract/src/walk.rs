@@ -282,22 +282,7 @@ where
                 });
             }
             if let Some(previous) = &frame.previous {
-                match entry.name.as_slice().cmp(previous.as_slice()) {
-                    std::cmp::Ordering::Greater => {}
-                    std::cmp::Ordering::Equal => {
-                        return Err(ExtractError::DuplicateEntry {
-                            dir: dir_display,
-                            name: escape(&entry.name),
-                        })
-                    }
-                    std::cmp::Ordering::Less => {
-                        return Err(ExtractError::UnsortedEntries {
-                            dir: dir_display,
-                            name: escape(&entry.name),
-                            previous: escape(previous),
-                        })
-                    }
-                }
+                check_order(previous, &entry.name, &dir_display)?;
             }
             frame.previous = Some(entry.name.clone());
             let path = names::join(&frame.path, &entry.name);
@@ -514,6 +499,23 @@ where
     }
 }
 
+/// Entries must be strictly increasing bytewise: a duplicate name is how CVE-2021-41072
+/// images plant a symlink and then write through it.
+fn check_order(previous: &[u8], name: &[u8], dir: &str) -> Result<()> {
+    match name.cmp(previous) {
+        std::cmp::Ordering::Greater => Ok(()),
+        std::cmp::Ordering::Equal => Err(ExtractError::DuplicateEntry {
+            dir: dir.to_string(),
+            name: escape(name),
+        }),
+        std::cmp::Ordering::Less => Err(ExtractError::UnsortedEntries {
+            dir: dir.to_string(),
+            name: escape(name),
+            previous: escape(previous),
+        }),
+    }
+}
+
 fn display_dir(path: &str) -> String {
     if path.is_empty() {
         "/".to_string()
@@ -648,4 +650,41 @@ fn set_metadata_at(
             .map_err(|e| ExtractError::io(path, "chmod", e))?;
     }
     fsops::lutimens_at(dir, name, inode.mtime).map_err(|e| ExtractError::io(path, "set times", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_check_rejects_duplicates_and_unsorted_names() {
+        assert!(check_order(b"a", b"b", "/").is_ok());
+        assert!(check_order(b"a", b"a\x00", "/").is_ok());
+        assert!(
+            check_order(b"Z", b"a", "/").is_ok(),
+            "bytewise, not case-insensitive"
+        );
+        assert!(matches!(
+            check_order(b"x", b"x", "/d"),
+            Err(ExtractError::DuplicateEntry { ref dir, ref name }) if dir == "/d" && name == "x"
+        ));
+        assert!(matches!(
+            check_order(b"b", b"a", "/"),
+            Err(ExtractError::UnsortedEntries { ref name, ref previous, .. })
+                if name == "a" && previous == "b"
+        ));
+        assert!(check_order(b"ab", b"a", "/").is_err(), "prefix sorts first");
+    }
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_all_zero(&[]));
+        assert!(is_all_zero(&[0u8; 4099]));
+        let mut v = vec![0u8; 4099];
+        for i in [0, 7, 8, 4000, 4098] {
+            v[i] = 1;
+            assert!(!is_all_zero(&v), "byte {i}");
+            v[i] = 0;
+        }
+    }
 }
