@@ -41,6 +41,12 @@ enum Command {
     Cat(cmd::cat::Args),
     /// Extract an image (or a subtree of it) into a directory, securely and in parallel.
     Extract(cmd::extract::Args),
+    /// Mount an image read-only with FUSE (in the background unless --foreground).
+    Mount(cmd::mount::Args),
+    /// Unmount a mounted image (also after its daemon died).
+    Umount(cmd::umount::Args),
+    /// Build an image from a directory (parallel, deterministic mksquashfs replacement).
+    Mkfs(cmd::mkfs::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,9 @@ fn main() -> ExitCode {
         Command::Ls(args) => cmd::ls::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
+        Command::Mount(args) => cmd::mount::run(args),
+        Command::Umount(args) => cmd::umount::run(args),
+        Command::Mkfs(args) => cmd::mkfs::run(args),
     };
     error::finish(result)
 }

@@ -228,16 +228,17 @@ impl SquashFs {
             if !dir.is_dir() {
                 return Ok(Err(Errno::ENOTDIR));
             }
-            // Offsets: 1 after ".", 2 after "..", then 2 + the reader's stable position.
+            // Offsets are the kernel squashfs' f_pos values: 1 after ".", 2 after "..", then
+            // the reader's stable positions, which are always above 3 ("from the start"
+            // below that).
             if offset == 0 && add_dot(node, 1, b".", &dir) {
                 return Ok(Ok(()));
             }
             if offset <= 1 && add_dot(self.parent_node(&dir, node), 2, b"..", &dir) {
                 return Ok(Ok(()));
             }
-            let position = offset.saturating_sub(2);
-            let mut added = 0usize;
-            for entry in self.archive.read_dir_from(&dir, position)? {
+            let position = if offset <= 2 { 0 } else { offset };
+            for (added, entry) in self.archive.read_dir_from(&dir, position)?.enumerate() {
                 let entry = match entry {
                     Ok(e) => e,
                     // Hand out what we have; the next call starts at the bad entry and fails.
@@ -248,10 +249,9 @@ impl SquashFs {
                     Err(e) => return Err(e),
                 };
                 let child_node = self.nodes.node_id(entry.inode_number);
-                if add(child_node, entry.next_position + 2, &dir, &entry)? {
+                if add(child_node, entry.next_position, &dir, &entry)? {
                     break;
                 }
-                added += 1;
             }
             Ok(Ok(()))
         })
@@ -388,7 +388,7 @@ impl Filesystem for SquashFs {
             let Some(entry) = self.archive.lookup(&dir, name)? else {
                 return Ok(Ok(None));
             };
-            let child = self.archive.inode(entry.inode_ref)?;
+            let child = self.archive.entry_inode(&dir, &entry)?;
             let attr = self.attr(&child)?;
             Ok(Ok(Some((attr, child.number, entry.inode_ref))))
         });
@@ -559,8 +559,8 @@ impl Filesystem for SquashFs {
         let result = self.fill_dir(
             ino.0,
             offset,
-            |node, next, _dir, entry| {
-                let child = self.archive.inode(entry.inode_ref)?;
+            |node, next, dir, entry| {
+                let child = self.archive.entry_inode(dir, entry)?;
                 let attr = self.attr(&child)?;
                 let full = reply.borrow_mut().add(
                     INodeNo(node),

@@ -4,5 +4,8 @@ pub mod cat;
 pub mod extract;
 pub mod info;
 pub mod ls;
+pub mod mkfs;
+pub mod mount;
+pub mod umount;
 
 mod common;
