@@ -8,6 +8,15 @@
 // IMPLEMENTATION NOTE (lead): `BuildOptions`, `BuildSummary`, `BuildError` and `build_image`
 // are the contract the CLI and the backup service code against.
 
+mod filter;
+mod gitindex;
+mod inodes;
+mod output;
+mod pipeline;
+mod progress;
+mod walk;
+mod xattrs;
+
 use std::path::{Path, PathBuf};
 
 use squashbox_format::Compressor;
@@ -118,11 +127,16 @@ pub enum BuildError {
 }
 
 /// Build `source` into the image file `dest`.
+///
+/// The image is written to a temporary file in `dest`'s directory, synced, and renamed over
+/// `dest` only when complete; on any error the temporary file is removed and `dest` is left
+/// untouched.
 pub fn build_image(
     source: &Path,
     dest: &Path,
     options: &BuildOptions,
 ) -> Result<BuildSummary, BuildError> {
-    let _ = (source, dest, options);
-    todo!()
+    build::run(source, dest, options)
 }
+
+mod build;

@@ -1,0 +1,169 @@
+//! `build_image`: validate, walk, store data, write inodes, finish, commit.
+
+use std::io::BufWriter;
+use std::path::Path;
+
+use squashbox_format::compress::Codec;
+use squashbox_format::layout::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use squashbox_format::writer::{FinishOptions, ImageWriter};
+
+use crate::filter::Filter;
+use crate::inodes::{write_inodes, InodeOptions};
+use crate::output::PendingImage;
+use crate::pipeline::{write_data, FileInput, PipelineConfig};
+use crate::progress::Progress;
+use crate::walk::{walk, NodeKind, WalkOptions};
+use crate::{BuildError, BuildOptions, BuildSummary};
+
+/// Bytes of blocks in flight per worker thread.
+const WINDOW_PER_THREAD: usize = 4 << 20;
+/// Jobs in flight per worker thread (bounds open files for trees of tiny files).
+const JOBS_PER_THREAD: usize = 64;
+
+fn validate(options: &BuildOptions) -> Result<usize, BuildError> {
+    let bs = options.block_size;
+    if !bs.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs) {
+        return Err(BuildError::InvalidOptions(format!(
+            "block size {bs} must be a power of two from 4096 to 1048576"
+        )));
+    }
+    let threads = match options.threads {
+        Some(0) => {
+            return Err(BuildError::InvalidOptions(
+                "thread count must be at least 1".into(),
+            ))
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Ok(threads)
+}
+
+pub(crate) fn run(
+    source: &Path,
+    dest: &Path,
+    options: &BuildOptions,
+) -> Result<BuildSummary, BuildError> {
+    let threads = validate(options)?;
+    let codec = Codec::for_writing(options.compressor, options.level, options.block_size)
+        .map_err(|e| BuildError::InvalidOptions(e.to_string()))?;
+    let source = source.canonicalize().map_err(|e| BuildError::Source {
+        path: source.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let filter = Filter::new(&source, &options.excludes, options.gitignore)?;
+
+    let image = PendingImage::create(dest)?;
+    let walk_options = WalkOptions {
+        xattrs: options.xattrs,
+        one_file_system: options.one_file_system,
+        skip_file: Some(image.dev_ino()?),
+    };
+    let mut tree = walk(&source, &filter, &walk_options)?;
+    if !tree.unreadable.is_empty() && !options.skip_unreadable {
+        return Err(BuildError::Unreadable {
+            paths: std::mem::take(&mut tree.unreadable),
+        });
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("squashbox-build-{i}"))
+        .build()
+        .map_err(|e| BuildError::InvalidOptions(format!("starting worker threads: {e}")))?;
+
+    let sink = BufWriter::with_capacity(
+        1 << 20,
+        image
+            .file()
+            .try_clone()
+            .map_err(|source| BuildError::Output {
+                path: dest.to_path_buf(),
+                source,
+            })?,
+    );
+    let mut writer = ImageWriter::new(sink, codec, options.block_size)?;
+
+    // Regular files in tree order (hard links point at their first name).
+    let mut file_nodes = Vec::new();
+    let mut inputs = Vec::new();
+    let mut total = 0u64;
+    let mut files = 0u64;
+    for (index, node) in tree.nodes.iter().enumerate() {
+        match node.kind {
+            NodeKind::File { size } if !node.skipped => {
+                file_nodes.push(index as u32);
+                inputs.push(FileInput {
+                    path: tree.path_of(index as u32),
+                    size,
+                });
+                total += size;
+                files += 1;
+            }
+            NodeKind::HardLink { target } => {
+                if matches!(tree.nodes[target as usize].kind, NodeKind::File { .. }) {
+                    files += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let progress = Progress::new(options.progress, total);
+    let config = PipelineConfig {
+        block_size: options.block_size,
+        fragments: options.fragments,
+        dedup: options.dedup,
+        window_bytes: (threads * WINDOW_PER_THREAD).max(threads * 2 * options.block_size as usize),
+        max_jobs: threads * JOBS_PER_THREAD,
+        fragment_lookahead: threads * 2,
+    };
+    let data = write_data(&mut writer, image.file(), inputs, &pool, config, &mut |n| {
+        progress.inc(n)
+    })?;
+    progress.finish();
+
+    let mut unreadable = std::mem::take(&mut tree.unreadable);
+    let mut file_data = vec![None; tree.nodes.len()];
+    for (i, slot) in data.files.into_iter().enumerate() {
+        file_data[file_nodes[i] as usize] = slot;
+    }
+    for (i, reason) in data.failed {
+        let node = file_nodes[i];
+        unreadable.push((tree.path_of(node), reason));
+        tree.nodes[node as usize].skipped = true;
+        files -= 1;
+    }
+    if !unreadable.is_empty() && !options.skip_unreadable {
+        return Err(BuildError::Unreadable { paths: unreadable });
+    }
+
+    let inode_options = InodeOptions {
+        all_root: options.all_root,
+        mtime: options.mtime,
+    };
+    let inodes = write_inodes(&mut writer, &tree, &file_data, &inode_options)?;
+    let image_mtime = options.mtime.unwrap_or_else(|| {
+        tree.nodes
+            .iter()
+            .filter(|n| !n.skipped)
+            .map(|n| n.mtime.clamp(0, i64::from(u32::MAX)) as u32)
+            .max()
+            .unwrap_or(0)
+    });
+    let (_, image_bytes) = writer.finish(FinishOptions {
+        root: inodes.root,
+        mtime: image_mtime,
+        deduplicated: options.dedup,
+        fragments: options.fragments,
+    })?;
+    image.commit()?;
+
+    Ok(BuildSummary {
+        inodes: u64::from(inodes.inode_count),
+        files,
+        input_bytes: data.input_bytes,
+        image_bytes,
+        duplicates: data.duplicates,
+        skipped: unreadable,
+    })
+}

@@ -1,0 +1,583 @@
+//! The data pipeline: parallel read + compress, ordered placement, dedup and fragments.
+//!
+//! Files are processed in a fixed order. Worker threads (a rayon pool) read and compress data
+//! blocks and hash them; every block carries a sequence number, and the calling thread places
+//! finished blocks strictly in sequence, so the image is byte-identical whatever the thread
+//! count. At most `window_bytes` of blocks (and `max_jobs` jobs) are in flight, which bounds
+//! memory independently of file and tree size.
+//!
+//! When a file is complete its content hash (over the per-block hashes) is looked up; on a
+//! size + hash match the stored bytes are compared with the earlier copy read back from the
+//! image, and if equal the new copy is rolled back and the file points at the old blocks.
+//! Tails and small files are packed into fragment blocks, which are compressed by the workers
+//! too and written a fixed number of fragments later (again: deterministic placement).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use squashbox_format::compress::Codec;
+use squashbox_format::layout::DATA_UNCOMPRESSED;
+use squashbox_format::writer::{ImageSink, ImageWriter};
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+
+use crate::BuildError;
+
+/// A regular file to store.
+pub struct FileInput {
+    /// Where to read it.
+    pub path: PathBuf,
+    /// Size at walk time (exactly this many bytes are stored).
+    pub size: u64,
+}
+
+/// Where a file's data ended up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileData {
+    /// Image offset of the first block.
+    pub blocks_start: u64,
+    /// One size word per block.
+    pub block_sizes: Vec<u32>,
+    /// Fragment index and offset of the tail.
+    pub fragment: Option<(u32, u32)>,
+    /// Bytes stored as sparse blocks.
+    pub sparse: u64,
+}
+
+/// Tuning of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Data block size.
+    pub block_size: u32,
+    /// Pack tails and small files into fragments.
+    pub fragments: bool,
+    /// Merge identical files.
+    pub dedup: bool,
+    /// Upper bound on bytes of blocks submitted but not yet placed.
+    pub window_bytes: usize,
+    /// Upper bound on jobs submitted but not yet placed.
+    pub max_jobs: usize,
+    /// Closed fragments kept in memory (being compressed) before the oldest is written.
+    pub fragment_lookahead: usize,
+}
+
+/// What the pipeline produced.
+pub struct DataResult {
+    /// Per input file: its data, or `None` if it failed to read.
+    pub files: Vec<Option<FileData>>,
+    /// Files that failed to read, with the reason.
+    pub failed: Vec<(usize, String)>,
+    /// Files found identical to an earlier file.
+    pub duplicates: u64,
+    /// Bytes read from files that were stored.
+    pub input_bytes: u64,
+}
+
+enum Stored {
+    Sparse,
+    Block { bytes: Vec<u8>, uncompressed: bool },
+    Tail(Vec<u8>),
+}
+
+struct BlockDone {
+    seq: u64,
+    len: usize,
+    hash: u128,
+    out: Result<Stored, String>,
+}
+
+enum Message {
+    Block(BlockDone),
+    Fragment {
+        index: u32,
+        result: squashbox_format::Result<(Vec<u8>, bool)>,
+    },
+}
+
+struct PendingFragment {
+    index: u32,
+    raw: Arc<Vec<u8>>,
+    result: Option<(Vec<u8>, bool)>,
+}
+
+struct Placing {
+    blocks_start: Option<u64>,
+    sizes: Vec<u32>,
+    hasher: Xxh3,
+    sparse: u64,
+    tail: Option<Vec<u8>>,
+    error: Option<String>,
+    jobs_left: u64,
+}
+
+struct Pipeline<'a, W: ImageSink> {
+    writer: &'a mut ImageWriter<W>,
+    readback: &'a File,
+    files: Arc<Vec<FileInput>>,
+    pool: &'a rayon::ThreadPool,
+    config: PipelineConfig,
+    codec: Codec,
+    tx: Sender<Message>,
+    rx: Receiver<Message>,
+    // submission cursor
+    submit_file: usize,
+    submit_job: u64,
+    next_submit_seq: u64,
+    in_flight_bytes: usize,
+    in_flight_jobs: usize,
+    // placement
+    next_place_seq: u64,
+    reorder: HashMap<u64, BlockDone>,
+    // fragments
+    open_fragment: Vec<u8>,
+    open_index: u32,
+    pending: VecDeque<PendingFragment>,
+    fragment_cache: Option<(u32, Vec<u8>)>,
+    // results
+    result: DataResult,
+    dedup_map: HashMap<(u64, u128), usize>,
+}
+
+/// Number of full-size (or, without fragments, final partial) block jobs and tail length.
+fn layout(size: u64, block_size: u32, fragments: bool) -> (u64, u64) {
+    let bs = u64::from(block_size);
+    if fragments {
+        (size / bs, size % bs)
+    } else {
+        (size.div_ceil(bs), 0)
+    }
+}
+
+fn job_count(size: u64, config: &PipelineConfig) -> u64 {
+    let (blocks, tail) = layout(size, config.block_size, config.fragments);
+    blocks + u64::from(tail > 0)
+}
+
+/// Store the data of `files` (in order) through `writer`.
+pub fn write_data<W: ImageSink>(
+    writer: &mut ImageWriter<W>,
+    readback: &File,
+    files: Vec<FileInput>,
+    pool: &rayon::ThreadPool,
+    config: PipelineConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DataResult, BuildError> {
+    let (tx, rx) = unbounded();
+    let n = files.len();
+    let codec = writer.codec().clone();
+    let mut pipeline = Pipeline {
+        writer,
+        readback,
+        files: Arc::new(files),
+        pool,
+        codec,
+        tx,
+        rx,
+        submit_file: 0,
+        submit_job: 0,
+        next_submit_seq: 0,
+        in_flight_bytes: 0,
+        in_flight_jobs: 0,
+        next_place_seq: 0,
+        reorder: HashMap::new(),
+        open_fragment: Vec::with_capacity(config.block_size as usize),
+        open_index: 0,
+        pending: VecDeque::new(),
+        fragment_cache: None,
+        result: DataResult {
+            files: vec![None; n],
+            failed: Vec::new(),
+            duplicates: 0,
+            input_bytes: 0,
+        },
+        dedup_map: HashMap::new(),
+        config,
+    };
+    pipeline.run(progress)?;
+    Ok(pipeline.result)
+}
+
+impl<W: ImageSink> Pipeline<'_, W> {
+    fn new_placing(&self, file: usize) -> Placing {
+        Placing {
+            blocks_start: None,
+            sizes: Vec::new(),
+            hasher: Xxh3::new(),
+            sparse: 0,
+            tail: None,
+            error: None,
+            jobs_left: job_count(self.files[file].size, &self.config),
+        }
+    }
+
+    fn run(&mut self, progress: &mut dyn FnMut(u64)) -> Result<(), BuildError> {
+        let n = self.files.len();
+        let mut current = 0usize;
+        let mut placing = if n > 0 {
+            Some(self.new_placing(0))
+        } else {
+            None
+        };
+        while current < n {
+            let state = placing.as_mut().expect("placing state for current file");
+            if state.jobs_left == 0 {
+                let state = placing.take().expect("placing state");
+                self.finalize(current, state)?;
+                current += 1;
+                if current < n {
+                    placing = Some(self.new_placing(current));
+                }
+                continue;
+            }
+            self.submit();
+            if let Some(done) = self.reorder.remove(&self.next_place_seq) {
+                self.next_place_seq += 1;
+                self.in_flight_bytes -= done.len;
+                self.in_flight_jobs -= 1;
+                progress(done.len as u64);
+                self.place(state, done)?;
+                continue;
+            }
+            self.receive_one()?;
+        }
+        self.close_fragment()?;
+        while !self.pending.is_empty() {
+            self.write_oldest_fragment()?;
+        }
+        Ok(())
+    }
+
+    /// Submit jobs until the window is full or every job is submitted.
+    fn submit(&mut self) {
+        let bs = u64::from(self.config.block_size);
+        while self.submit_file < self.files.len()
+            && self.in_flight_jobs < self.config.max_jobs
+            && self.in_flight_bytes < self.config.window_bytes
+        {
+            let file = self.submit_file;
+            let size = self.files[file].size;
+            let (blocks, tail) = layout(size, self.config.block_size, self.config.fragments);
+            let job = self.submit_job;
+            if job >= blocks + u64::from(tail > 0) {
+                self.submit_file += 1;
+                self.submit_job = 0;
+                continue;
+            }
+            let offset = job * bs;
+            let is_tail = job == blocks;
+            let len = if is_tail { tail } else { bs.min(size - offset) } as usize;
+            let seq = self.next_submit_seq;
+            self.next_submit_seq += 1;
+            self.submit_job += 1;
+            self.in_flight_bytes += len;
+            self.in_flight_jobs += 1;
+            let files = Arc::clone(&self.files);
+            let codec = self.codec.clone();
+            let tx = self.tx.clone();
+            self.pool.spawn(move || {
+                let (hash, out) = match read_block(&files[file].path, offset, len) {
+                    Ok(data) => {
+                        let hash = xxh3_128(&data);
+                        let out = if is_tail {
+                            Ok(Stored::Tail(data))
+                        } else if data.iter().all(|&b| b == 0) {
+                            Ok(Stored::Sparse)
+                        } else {
+                            compress_block(&codec, data)
+                        };
+                        (hash, out)
+                    }
+                    Err(e) => (0, Err(e.to_string())),
+                };
+                let _ = tx.send(Message::Block(BlockDone {
+                    seq,
+                    len,
+                    hash,
+                    out,
+                }));
+            });
+        }
+    }
+
+    fn receive_one(&mut self) -> Result<(), BuildError> {
+        let message = self.rx.recv().map_err(|_| {
+            BuildError::Format(squashbox_format::Error::InvalidArgument(
+                "worker pool stopped unexpectedly".into(),
+            ))
+        })?;
+        match message {
+            Message::Block(done) => {
+                self.reorder.insert(done.seq, done);
+            }
+            Message::Fragment { index, result } => {
+                let stored = result?;
+                if let Some(p) = self.pending.iter_mut().find(|p| p.index == index) {
+                    p.result = Some(stored);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, state: &mut Placing, done: BlockDone) -> Result<(), BuildError> {
+        state.jobs_left -= 1;
+        if state.error.is_some() {
+            return Ok(());
+        }
+        let out = match done.out {
+            Ok(out) => out,
+            Err(e) => {
+                state.error = Some(e);
+                if let Some(start) = state.blocks_start {
+                    self.writer.rewind_data(start)?;
+                }
+                return Ok(());
+            }
+        };
+        state.hasher.update(&done.hash.to_le_bytes());
+        match out {
+            Stored::Tail(bytes) => state.tail = Some(bytes),
+            Stored::Sparse => {
+                state.blocks_start.get_or_insert(self.writer.position());
+                state.sizes.push(0);
+                state.sparse += done.len as u64;
+            }
+            Stored::Block {
+                bytes,
+                uncompressed,
+            } => {
+                state.blocks_start.get_or_insert(self.writer.position());
+                self.writer.write_data(&bytes)?;
+                let flag = if uncompressed { DATA_UNCOMPRESSED } else { 0 };
+                state.sizes.push(bytes.len() as u32 | flag);
+            }
+        }
+        Ok(())
+    }
+
+    fn finalize(&mut self, file: usize, mut state: Placing) -> Result<(), BuildError> {
+        if let Some(error) = state.error {
+            self.result.failed.push((file, error));
+            return Ok(());
+        }
+        let size = self.files[file].size;
+        if state.sparse > 0 && state.sparse == size {
+            // A file made only of sparse blocks would need `sparse == size`, which readers
+            // reject: store its last block for real (a zero block compresses to a few bytes).
+            let bs = u64::from(self.config.block_size);
+            let last_len = (size - (size - 1) / bs * bs) as usize;
+            let zeros = vec![0u8; last_len];
+            let word = self.writer.compress_and_write_block(&zeros)?;
+            *state.sizes.last_mut().expect("sparse file has blocks") = word;
+            state.sparse -= last_len as u64;
+        }
+        let hash = state.hasher.digest128();
+        let mut data = FileData {
+            blocks_start: state.blocks_start.unwrap_or(self.writer.position()),
+            block_sizes: state.sizes,
+            fragment: None,
+            sparse: state.sparse,
+        };
+        if self.config.dedup && size > 0 {
+            let key = (size, hash);
+            if let Some(&earlier) = self.dedup_map.get(&key) {
+                if self.same_content(earlier, &data, state.tail.as_deref())? {
+                    self.writer.rewind_data(data.blocks_start)?;
+                    self.result.files[file] = self.result.files[earlier].clone();
+                    self.result.duplicates += 1;
+                    return Ok(());
+                }
+            } else {
+                self.dedup_map.insert(key, file);
+            }
+        }
+        if let Some(tail) = state.tail {
+            data.fragment = Some(self.add_to_fragment(&tail)?);
+        }
+        self.result.input_bytes += size;
+        self.result.files[file] = Some(data);
+        Ok(())
+    }
+
+    /// Byte comparison of a new file's stored data against an earlier file's, read back from
+    /// the image (compression is deterministic, so equal content means equal stored bytes).
+    fn same_content(
+        &mut self,
+        earlier: usize,
+        data: &FileData,
+        tail: Option<&[u8]>,
+    ) -> Result<bool, BuildError> {
+        let Some(old) = self.result.files[earlier].clone() else {
+            return Ok(false);
+        };
+        if old.block_sizes != data.block_sizes || old.fragment.is_some() != tail.is_some() {
+            return Ok(false);
+        }
+        let stored: u64 = data
+            .block_sizes
+            .iter()
+            .map(|w| u64::from(w & !DATA_UNCOMPRESSED))
+            .sum();
+        if stored > 0 {
+            self.writer.flush()?;
+            let mut a = vec![0u8; 256 * 1024];
+            let mut b = vec![0u8; 256 * 1024];
+            let mut done = 0u64;
+            while done < stored {
+                let n = (stored - done).min(a.len() as u64) as usize;
+                self.read_image(old.blocks_start + done, &mut a[..n])?;
+                self.read_image(data.blocks_start + done, &mut b[..n])?;
+                if a[..n] != b[..n] {
+                    return Ok(false);
+                }
+                done += n as u64;
+            }
+        }
+        if let (Some(tail), Some((index, offset))) = (tail, old.fragment) {
+            let old_tail = self.fragment_bytes(index, offset, tail.len())?;
+            if old_tail != tail {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn read_image(&self, offset: u64, buf: &mut [u8]) -> Result<(), BuildError> {
+        self.readback.read_exact_at(buf, offset).map_err(|e| {
+            BuildError::Format(squashbox_format::Error::io("reading back the image", e))
+        })
+    }
+
+    /// `len` bytes at `offset` of fragment `index`, from memory or read back and decompressed.
+    fn fragment_bytes(
+        &mut self,
+        index: u32,
+        offset: u32,
+        len: usize,
+    ) -> Result<Vec<u8>, BuildError> {
+        let range = offset as usize..offset as usize + len;
+        if index == self.open_index {
+            return Ok(self.open_fragment.get(range).unwrap_or_default().to_vec());
+        }
+        if let Some(p) = self.pending.iter().find(|p| p.index == index) {
+            return Ok(p.raw.get(range).unwrap_or_default().to_vec());
+        }
+        if let Some((cached, bytes)) = &self.fragment_cache {
+            if *cached == index {
+                return Ok(bytes.get(range).unwrap_or_default().to_vec());
+            }
+        }
+        let entry = self.writer.fragment(index).ok_or_else(|| {
+            BuildError::Format(squashbox_format::Error::InvalidArgument(format!(
+                "unknown fragment {index}"
+            )))
+        })?;
+        self.writer.flush()?;
+        let stored_len = (entry.size_word & !DATA_UNCOMPRESSED) as usize;
+        let mut stored = vec![0u8; stored_len];
+        self.read_image(entry.start, &mut stored)?;
+        let raw = if entry.size_word & DATA_UNCOMPRESSED != 0 {
+            stored
+        } else {
+            let mut out = vec![0u8; self.config.block_size as usize];
+            let n = self.codec.decompress(&stored, &mut out, entry.start)?;
+            out.truncate(n);
+            out
+        };
+        let bytes = raw.get(range).unwrap_or_default().to_vec();
+        self.fragment_cache = Some((index, raw));
+        Ok(bytes)
+    }
+
+    fn add_to_fragment(&mut self, tail: &[u8]) -> Result<(u32, u32), BuildError> {
+        if self.open_fragment.len() + tail.len() > self.config.block_size as usize {
+            self.close_fragment()?;
+        }
+        let offset = self.open_fragment.len() as u32;
+        self.open_fragment.extend_from_slice(tail);
+        Ok((self.open_index, offset))
+    }
+
+    fn close_fragment(&mut self) -> Result<(), BuildError> {
+        if self.open_fragment.is_empty() {
+            return Ok(());
+        }
+        let raw = Arc::new(std::mem::replace(
+            &mut self.open_fragment,
+            Vec::with_capacity(self.config.block_size as usize),
+        ));
+        let index = self.open_index;
+        self.open_index += 1;
+        let codec = self.codec.clone();
+        let tx = self.tx.clone();
+        let job_raw = Arc::clone(&raw);
+        self.pool.spawn(move || {
+            let mut out = Vec::new();
+            let result = codec.compress(&job_raw, &mut out).map(|shrunk| {
+                if shrunk && out.len() < job_raw.len() {
+                    (out, false)
+                } else {
+                    (job_raw.to_vec(), true)
+                }
+            });
+            let _ = tx.send(Message::Fragment { index, result });
+        });
+        self.pending.push_back(PendingFragment {
+            index,
+            raw,
+            result: None,
+        });
+        while self.pending.len() > self.config.fragment_lookahead {
+            self.write_oldest_fragment()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest_fragment(&mut self) -> Result<(), BuildError> {
+        while self.pending.front().is_some_and(|p| p.result.is_none()) {
+            self.receive_one()?;
+        }
+        let Some(front) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let (stored, uncompressed) = front.result.expect("fragment result present");
+        let index = self.writer.write_fragment(&stored, uncompressed)?;
+        debug_assert_eq!(index, front.index);
+        Ok(())
+    }
+}
+
+fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, String> {
+    let mut out = Vec::with_capacity(data.len());
+    match codec.compress(&data, &mut out) {
+        Ok(true) if out.len() < data.len() => Ok(Stored::Block {
+            bytes: out,
+            uncompressed: false,
+        }),
+        Ok(_) => Ok(Stored::Block {
+            bytes: data,
+            uncompressed: true,
+        }),
+        Err(e) => Err(format!("compressing: {e}")),
+    }
+}
+
+fn read_block(path: &std::path::Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(e.kind(), "file shrank while the image was being built")
+        } else {
+            e
+        }
+    })?;
+    Ok(buf)
+}
