@@ -17,7 +17,8 @@
 //! sharing an inode number become links to the first extracted path). Owners are restored when
 //! running as root ([`OwnerPolicy::Auto`]) and silently left as the extracting user otherwise.
 //! Xattrs the kernel refuses (e.g. `trusted.*`/`security.*` as non-root, or `user.*` on a
-//! symlink) are reported in [`ExtractSummary::warnings`], not as errors.
+//! symlink) are reported in [`ExtractSummary::warnings`], not as errors, and so are devices that
+//! cannot be created without `CAP_MKNOD` (they are skipped).
 //!
 //! # Security
 //! A hostile image cannot make us write outside the destination:
@@ -85,7 +86,7 @@ impl Default for ExtractOptions {
 /// What [`extract`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtractSummary {
-    /// Directories created (including the destination root's metadata being applied).
+    /// Directories created below the destination (the destination itself not counted).
     pub directories: u64,
     /// Regular files written (hard links not counted).
     pub files: u64,

@@ -443,19 +443,37 @@ where
                 set_metadata_at(shared, parent, name, &inode, path, true)?;
             }
             FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
-                let (node_type, counter) = match inode.file_type {
-                    FileType::CharDevice => {
-                        (rfs::FileType::CharacterDevice, &mut self.counts.devices)
-                    }
-                    FileType::BlockDevice => (rfs::FileType::BlockDevice, &mut self.counts.devices),
-                    FileType::Fifo => (rfs::FileType::Fifo, &mut self.counts.fifos),
-                    _ => (rfs::FileType::Socket, &mut self.counts.sockets),
+                let node_type = match inode.file_type {
+                    FileType::CharDevice => rfs::FileType::CharacterDevice,
+                    FileType::BlockDevice => rfs::FileType::BlockDevice,
+                    FileType::Fifo => rfs::FileType::Fifo,
+                    _ => rfs::FileType::Socket,
                 };
-                *counter += 1;
                 let rdev = fsops::decode_rdev(inode.rdev());
-                self.create_replacing(parent, name, path, "create node", || {
+                let created = self.create_replacing(parent, name, path, "create node", || {
                     fsops::create_node(parent, name, node_type, rdev)
-                })?;
+                });
+                match created {
+                    Ok(()) => {}
+                    // Without CAP_MKNOD devices cannot be made: like unsquashfs, skip them
+                    // with a warning rather than fail the whole extraction.
+                    Err(ExtractError::Io { source, .. })
+                        if matches!(
+                            node_type,
+                            rfs::FileType::CharacterDevice | rfs::FileType::BlockDevice
+                        ) && source.raw_os_error() == Some(Errno::PERM.raw_os_error()) =>
+                    {
+                        shared.warn(format!("{path}: device not created: {source}"));
+                        self.links.remove(&inode.number);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+                match inode.file_type {
+                    FileType::CharDevice | FileType::BlockDevice => self.counts.devices += 1,
+                    FileType::Fifo => self.counts.fifos += 1,
+                    _ => self.counts.sockets += 1,
+                }
                 set_metadata_at(shared, parent, name, &inode, path, false)?;
             }
             FileType::Directory => unreachable!("directories are handled by the walk"),
