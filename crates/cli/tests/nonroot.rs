@@ -70,8 +70,8 @@ fn unprivileged_extraction_skips_owners_and_warns_about_privileged_parts() {
         with_sockets: true,
     };
     let mut expected = snapshot(&src, opts);
-    expected.remove(&b"chardev".to_vec());
-    expected.remove(&b"blockdev".to_vec());
+    expected.remove(b"chardev".as_slice());
+    expected.remove(b"blockdev".as_slice());
     for e in expected.values_mut() {
         e.xattrs.retain(|k, _| k.starts_with(b"user."));
     }
