@@ -1,1 +1,281 @@
-//! squashbox-overlay (work in progress).
+//! squashbox-overlay: a copy-on-write FUSE filesystem over read-only SquashFS images.
+//!
+//! [`mount_overlay`] stacks one or more images (leftmost = topmost) under a writable upper
+//! directory. Images are never modified: every change lands in the upper directory, which
+//! follows the Linux overlayfs on-disk conventions (whiteouts are 0/0 character devices, opaque
+//! directories carry `trusted.overlay.opaque=y`, renamed merged directories carry
+//! `trusted.overlay.redirect`), so the same upper directory can later be used by the kernel's
+//! `overlay` filesystem (`-o redirect_dir=on`). See `docs/overlay.md` for the exact semantics.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use std::path::Path;
+//! use squashbox_overlay::{mount_overlay, OverlayOptions};
+//! let image = Arc::new(squashbox_format::Archive::open_path("base.sqsh")?);
+//! let handle = mount_overlay(
+//!     vec![image],
+//!     Path::new("/srv/upper"),
+//!     Path::new("/srv/work"),
+//!     Path::new("/mnt/merged"),
+//!     OverlayOptions::default(),
+//! )?;
+//! // ... use /mnt/merged ...
+//! handle.unmount()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod copyup;
+mod core;
+mod fs;
+mod handle;
+mod lower;
+mod namespace;
+mod node;
+mod readdir;
+mod sys;
+mod upper;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+use squashbox_format::Archive;
+
+pub use crate::lower::LowerLayer;
+pub use crate::upper::XattrNamespace;
+
+/// Mount options for [`mount_overlay`].
+#[derive(Clone, Debug)]
+pub struct OverlayOptions {
+    /// Number of FUSE worker threads (at least 1).
+    pub threads: usize,
+    /// Let users other than the mounting one access the mount (`allow_other`; needs root or
+    /// `user_allow_other` in `/etc/fuse.conf`).
+    pub allow_other: bool,
+    /// Let the kernel check permissions from the reported modes (`default_permissions`).
+    /// Without it the mount itself performs no permission checks.
+    pub default_permissions: bool,
+    /// Which xattr namespace holds the overlay markers in the upper directory.
+    pub xattr_namespace: XattrNamespace,
+    /// How long the kernel may cache names and attributes.
+    pub cache_ttl: Duration,
+    /// File system name shown in `/proc/mounts`.
+    pub fsname: String,
+}
+
+impl Default for OverlayOptions {
+    fn default() -> Self {
+        OverlayOptions {
+            threads: 4,
+            allow_other: false,
+            default_permissions: true,
+            xattr_namespace: XattrNamespace::Auto,
+            cache_ttl: Duration::from_secs(1),
+            fsname: "squashbox-overlay".to_string(),
+        }
+    }
+}
+
+/// Errors from mounting an overlay.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverlayError {
+    /// Arguments are unusable (e.g. upper and work on different filesystems).
+    #[error("invalid overlay setup: {0}")]
+    InvalidArgument(String),
+    /// A directory or layer could not be opened or prepared.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The FUSE mount failed (no /dev/fuse, no permission, bad mountpoint).
+    #[error("FUSE mount at {mountpoint} failed: {source}")]
+    Mount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Unmounting failed.
+    #[error("unmount of {mountpoint} failed: {source}")]
+    Unmount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> OverlayError {
+    let context = context.into();
+    move |source| OverlayError::Io { context, source }
+}
+
+/// A live overlay mount. Dropping it unmounts and waits for the worker threads.
+pub struct OverlayHandle {
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+impl std::fmt::Debug for OverlayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlayHandle")
+            .field("mountpoint", &self.mountpoint)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl OverlayHandle {
+    /// The mountpoint.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// True while the filesystem is still being served (false once unmounted from outside,
+    /// e.g. by `umount` / `fusermount -u`).
+    pub fn is_alive(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| !s.guard.is_finished())
+    }
+
+    /// Unmount and wait for the worker threads to finish.
+    pub fn unmount(mut self) -> Result<(), OverlayError> {
+        self.unmount_inner()
+    }
+
+    /// Block until the filesystem is unmounted from outside (foreground serving).
+    pub fn wait(mut self) -> Result<(), OverlayError> {
+        if let Some(s) = self.session.take() {
+            s.join().map_err(|source| OverlayError::Unmount {
+                mountpoint: self.mountpoint.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn unmount_inner(&mut self) -> Result<(), OverlayError> {
+        let Some(s) = self.session.take() else {
+            return Ok(());
+        };
+        let r = if s.guard.is_finished() {
+            s.join()
+        } else {
+            s.umount_and_join()
+        };
+        r.map_err(|source| OverlayError::Unmount {
+            mountpoint: self.mountpoint.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for OverlayHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount_inner() {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Mount images `lowers` (leftmost = topmost) with writable `upper` at `mountpoint`. `work`
+/// must be an empty-or-ours directory on the same filesystem as `upper` (squashbox keeps its
+/// temporary objects in `work/squashbox-work`).
+pub fn mount_overlay(
+    lowers: Vec<Arc<Archive>>,
+    upper: &Path,
+    work: &Path,
+    mountpoint: &Path,
+    options: OverlayOptions,
+) -> Result<OverlayHandle, OverlayError> {
+    mount_overlay_layers(
+        lowers.into_iter().map(LowerLayer::Image).collect(),
+        upper,
+        work,
+        mountpoint,
+        options,
+    )
+}
+
+/// Like [`mount_overlay`], with lower layers that may also be plain read-only directories.
+pub fn mount_overlay_layers(
+    lowers: Vec<LowerLayer>,
+    upper: &Path,
+    work: &Path,
+    mountpoint: &Path,
+    options: OverlayOptions,
+) -> Result<OverlayHandle, OverlayError> {
+    let fs = build_fs(lowers, upper, work, &options)?;
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName(options.fsname.clone()),
+        MountOption::Subtype("squashbox-overlay".to_string()),
+        MountOption::RW,
+    ];
+    if options.default_permissions {
+        cfg.mount_options.push(MountOption::DefaultPermissions);
+    }
+    if options.allow_other {
+        cfg.acl = SessionACL::All;
+    }
+    cfg.n_threads = Some(options.threads.max(1));
+    cfg.clone_fd = true;
+    let session =
+        fuser::spawn_mount(fs, mountpoint, &cfg).map_err(|source| OverlayError::Mount {
+            mountpoint: mountpoint.to_path_buf(),
+            source,
+        })?;
+    Ok(OverlayHandle {
+        session: Some(session),
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}
+
+fn build_fs(
+    lowers: Vec<LowerLayer>,
+    upper: &Path,
+    work: &Path,
+    options: &OverlayOptions,
+) -> Result<fs::OverlayFs, OverlayError> {
+    if lowers.is_empty() {
+        return Err(OverlayError::InvalidArgument(
+            "at least one lower layer is needed".into(),
+        ));
+    }
+    let mut layers = Vec::with_capacity(lowers.len());
+    for (i, l) in lowers.iter().enumerate() {
+        layers.push(
+            lower::Layer::open(l).map_err(io_ctx(format!("opening lower layer {i} ({l:?})")))?,
+        );
+    }
+    let up = upper::Upper::open(upper, work, options.xattr_namespace).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidInput {
+            OverlayError::InvalidArgument(e.to_string())
+        } else {
+            OverlayError::Io {
+                context: format!(
+                    "opening upper {} / work {}",
+                    upper.display(),
+                    work.display()
+                ),
+                source: e,
+            }
+        }
+    })?;
+    let cfg = core::EngineConfig {
+        ttl: options.cache_ttl,
+        running_as_root: rustix::process::geteuid().is_root(),
+    };
+    let ov = core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
+    Ok(fs::OverlayFs { ov: Arc::new(ov) })
+}

@@ -1,0 +1,962 @@
+//! The FUSE adapter: translates kernel requests into overlay engine calls.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
+};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+
+use crate::core::{errno, Overlay};
+use crate::handle::Handle;
+use crate::lower::Kind;
+use crate::namespace::{Caller, NewObject};
+use crate::node::{split_path, NodeState, ROOT};
+use crate::sys::{self, os};
+
+/// The attribute changes of one `setattr` request.
+struct SetAttr {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+}
+
+/// The `fuser::Filesystem` implementation.
+pub(crate) struct OverlayFs {
+    pub ov: Arc<Overlay>,
+}
+
+fn to_errno(e: io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(n) if n > 0 => Errno::from_i32(n),
+        _ => {
+            log::warn!("overlay: {e}");
+            Errno::EIO
+        }
+    }
+}
+
+macro_rules! tri {
+    ($reply:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => {
+                $reply.error(to_errno(err));
+                return;
+            }
+        }
+    };
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> Timespec {
+    match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut sec = -(d.as_secs() as i64);
+                let mut nsec = i64::from(d.subsec_nanos());
+                if nsec > 0 {
+                    sec -= 1;
+                    nsec = 1_000_000_000 - nsec;
+                }
+                Timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                }
+            }
+        },
+    }
+}
+
+impl OverlayFs {
+    fn ttl(&self) -> std::time::Duration {
+        self.ov.cfg.ttl
+    }
+
+    fn handle(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
+        self.ov
+            .handles
+            .lock()
+            .get(&fh.0)
+            .cloned()
+            .ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn add_handle(&self, h: Handle) -> FileHandle {
+        let fh = self.ov.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.ov.handles.lock().insert(fh, Arc::new(h));
+        FileHandle(fh)
+    }
+
+    /// Attributes of node `id`, preferring an open upper descriptor when given.
+    fn getattr_inner(&self, id: u64, fh: Option<FileHandle>) -> io::Result<FileAttr> {
+        if let Some(fh) = fh {
+            if let Ok(h) = self.handle(fh) {
+                if let Handle::Upper(fd) = &*h {
+                    let st = rustix::fs::fstat(fd)?;
+                    let state = self.ov.state_of(id).ok_or_else(|| errno(libc::ENOENT))?;
+                    return Ok(self.ov.attr_from_upper(&state, &st));
+                }
+            }
+        }
+        let _g = self.ov.ns.read();
+        match self.ov.ctx(id) {
+            Ok(ctx) => self.ov.attr(&ctx),
+            Err(e) => {
+                // A detached node still open through a lower handle.
+                match self.ov.state_of(id) {
+                    Some(st) if !st.upper => self.ov.attr_from_lower(&st),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Register a newly created upper object as a looked-up node and build its attributes.
+    fn enter_created(
+        &self,
+        parent: u64,
+        name: &[u8],
+        state: NodeState,
+        st: &rustix::fs::Stat,
+    ) -> FileAttr {
+        let attr = self.ov.attr_from_upper(&state, st);
+        self.ov.table.lock().insert_lookup(parent, name, state);
+        attr
+    }
+
+    fn setattr_inner(&self, id: u64, a: SetAttr, fh: Option<FileHandle>) -> io::Result<FileAttr> {
+        let SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } = a;
+        // Truncation through an open upper descriptor needs no path.
+        let upper_fd = fh
+            .and_then(|fh| self.handle(fh).ok())
+            .filter(|h| matches!(**h, Handle::Upper(_)));
+        let ctx = {
+            let _g = self.ov.ns.write();
+            match self.ov.copy_up_node(id) {
+                Ok(ctx) => Some(ctx),
+                Err(e) if upper_fd.is_some() && e.raw_os_error() == Some(libc::ENOENT) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let _g = self.ov.ns.read();
+        let Some(ctx) = ctx else {
+            // Detached (unlinked) but open: operate on the descriptor only.
+            let h = upper_fd.ok_or_else(|| errno(libc::ENOENT))?;
+            let Handle::Upper(fd) = &*h else {
+                return Err(errno(libc::ENOENT));
+            };
+            if let Some(sz) = size {
+                rustix::fs::ftruncate(fd, sz)?;
+            }
+            if let Some(m) = mode {
+                rustix::fs::fchmod(fd, Mode::from_raw_mode(m & 0o7777))?;
+            }
+            if uid.is_some() || gid.is_some() {
+                rustix::fs::fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw))?;
+            }
+            if atime.is_some() || mtime.is_some() {
+                rustix::fs::futimens(
+                    fd,
+                    &Timestamps {
+                        last_access: timespec(atime),
+                        last_modification: timespec(mtime),
+                    },
+                )?;
+            }
+            return self.getattr_inner(id, fh);
+        };
+        let (pp, name) = split_path(&ctx.path);
+        let pdir = self.ov.upper.open_dir(pp)?;
+        let name: &[u8] = if id == ROOT { b"." } else { name };
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                pdir.as_fd(),
+                os(name),
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(m) = mode {
+            rustix::fs::chmodat(
+                pdir.as_fd(),
+                os(name),
+                Mode::from_raw_mode(m & 0o7777),
+                AtFlags::empty(),
+            )?;
+        }
+        if let Some(sz) = size {
+            match upper_fd.as_deref() {
+                Some(Handle::Upper(fd)) => rustix::fs::ftruncate(fd, sz)?,
+                _ => {
+                    if ctx.state.kind != Kind::File {
+                        return Err(errno(libc::EINVAL));
+                    }
+                    let fd = rustix::fs::openat(
+                        pdir.as_fd(),
+                        os(name),
+                        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                        Mode::empty(),
+                    )?;
+                    rustix::fs::ftruncate(&fd, sz)?;
+                }
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            rustix::fs::utimensat(
+                pdir.as_fd(),
+                os(name),
+                &Timestamps {
+                    last_access: timespec(atime),
+                    last_modification: timespec(mtime),
+                },
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        let ctx = self.ov.ctx(id)?;
+        self.ov.attr(&ctx)
+    }
+
+    fn open_inner(&self, id: u64, flags: i32) -> io::Result<(Handle, FopenFlags)> {
+        let acc = flags & libc::O_ACCMODE;
+        let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let ctx = if writes {
+            let _g = self.ov.ns.write();
+            self.ov.copy_up_node(id)?
+        } else {
+            let _g = self.ov.ns.read();
+            self.ov.ctx(id)?
+        };
+        if ctx.state.kind == Kind::Dir {
+            return Err(errno(libc::EISDIR));
+        }
+        if !ctx.state.upper {
+            let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
+            let file = self.ov.layers[*i].open_file(obj)?;
+            return Ok((
+                Handle::Lower {
+                    node: id,
+                    file,
+                    upper: OnceLock::new(),
+                },
+                FopenFlags::empty(),
+            ));
+        }
+        let _g = self.ov.ns.read();
+        let fd = self.open_upper(&ctx.path, flags)?;
+        Ok((Handle::Upper(fd), FopenFlags::empty()))
+    }
+
+    fn open_upper(&self, path: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        let (pp, name) = split_path(path);
+        let pdir = self.ov.upper.open_dir(pp)?;
+        let keep = libc::O_ACCMODE
+            | libc::O_APPEND
+            | libc::O_TRUNC
+            | libc::O_SYNC
+            | libc::O_DSYNC
+            | libc::O_NOATIME
+            | libc::O_DIRECT;
+        let of =
+            OFlags::from_bits_retain((flags & keep) as u32) | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(rustix::fs::openat(
+            pdir.as_fd(),
+            os(name),
+            of,
+            Mode::empty(),
+        )?)
+    }
+
+    fn read_inner(&self, fh: FileHandle, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let n = match &*h {
+            Handle::Upper(fd) => sys::pread_full(fd, &mut buf, offset)?,
+            Handle::Lower { node, file, upper } => {
+                if let Some(fd) = upper.get() {
+                    sys::pread_full(fd, &mut buf, offset)?
+                } else {
+                    let copied = {
+                        let _g = self.ov.ns.read();
+                        match self.ov.ctx(*node) {
+                            Ok(ctx) if ctx.state.upper => {
+                                Some(self.open_upper(&ctx.path, libc::O_RDONLY)?)
+                            }
+                            _ => None,
+                        }
+                    };
+                    match copied {
+                        Some(fd) => {
+                            let fd = upper.get_or_init(|| fd);
+                            sys::pread_full(fd, &mut buf, offset)?
+                        }
+                        None => file.read_at(offset, &mut buf)?,
+                    }
+                }
+            }
+            Handle::Dir(_) => return Err(errno(libc::EISDIR)),
+        };
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn upper_fd(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Upper(_) => Ok(h),
+            _ => Err(errno(libc::EBADF)),
+        }
+    }
+
+    fn xattr_target(&self, id: u64) -> io::Result<(crate::core::NodeCtx, OwnedFd, Vec<u8>)> {
+        let ctx = self.ov.ctx(id)?;
+        let (pp, name) = split_path(&ctx.path);
+        let name = if id == ROOT {
+            b".".to_vec()
+        } else {
+            name.to_vec()
+        };
+        let pdir = self.ov.upper.open_dir(pp)?;
+        Ok((ctx, pdir, name))
+    }
+
+    fn getxattr_inner(&self, id: u64, key: &[u8]) -> io::Result<Vec<u8>> {
+        if self.ov.upper.is_private_xattr(key) {
+            return Err(errno(libc::ENODATA));
+        }
+        let _g = self.ov.ns.read();
+        let ctx = self.ov.ctx(id)?;
+        if ctx.state.upper {
+            let (_, pdir, name) = self.xattr_target(id)?;
+            sys::get_xattr(pdir.as_fd(), &name, os(key))?.ok_or_else(|| errno(libc::ENODATA))
+        } else {
+            let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
+            self.ov.layers[*i]
+                .xattrs(obj)?
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .ok_or_else(|| errno(libc::ENODATA))
+        }
+    }
+
+    fn listxattr_inner(&self, id: u64) -> io::Result<Vec<u8>> {
+        let _g = self.ov.ns.read();
+        let ctx = self.ov.ctx(id)?;
+        let names: Vec<Vec<u8>> = if ctx.state.upper {
+            let (_, pdir, name) = self.xattr_target(id)?;
+            sys::list_xattr_names(pdir.as_fd(), &name)?
+        } else {
+            let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
+            self.ov.layers[*i]
+                .xattrs(obj)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for n in names {
+            if !self.ov.upper.is_private_xattr(&n) {
+                out.extend_from_slice(&n);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    fn change_xattr(&self, id: u64, key: &[u8], set: Option<(&[u8], i32)>) -> io::Result<()> {
+        if self.ov.upper.is_private_xattr(key) {
+            return Err(errno(libc::EPERM));
+        }
+        let _g = self.ov.ns.write();
+        let ctx = self.ov.ctx(id)?;
+        if !ctx.state.upper && set.is_none() {
+            // Removing an attribute that does not exist needs no copy-up.
+            let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
+            if !self.ov.layers[*i]
+                .xattrs(obj)?
+                .iter()
+                .any(|(k, _)| k == key)
+            {
+                return Err(errno(libc::ENODATA));
+            }
+        }
+        self.ov.copy_up_node(id)?;
+        let (_, pdir, name) = self.xattr_target(id)?;
+        match set {
+            Some((value, flags)) => sys::set_xattr(
+                pdir.as_fd(),
+                &name,
+                os(key),
+                value,
+                XattrFlags::from_bits_retain(flags as u32),
+            ),
+            None => sys::remove_xattr(pdir.as_fd(), &name, os(key)),
+        }
+    }
+
+    fn create_reply_entry(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        obj: NewObject<'_>,
+        req: &Request,
+        reply: ReplyEntry,
+    ) {
+        let _g = self.ov.ns.write();
+        let c = tri!(
+            reply,
+            self.ov
+                .create_object(parent, name.as_bytes(), obj, caller(req))
+        );
+        let attr = self.enter_created(parent, name.as_bytes(), c.state, &c.stat);
+        reply.entry(&self.ttl(), &attr, Generation(0));
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, data: Vec<u8>, size: u32) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(&data);
+    }
+}
+
+impl Filesystem for OverlayFs {
+    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _g = self.ov.ns.read();
+        let pctx = tri!(reply, self.ov.ctx(parent.0));
+        let state = match tri!(reply, self.ov.resolve_child(&pctx, name.as_bytes())) {
+            Some(s) => s,
+            None => return reply.error(Errno::ENOENT),
+        };
+        let child = crate::core::NodeCtx {
+            id: state.ino,
+            parent: parent.0,
+            name: name.as_bytes().to_vec(),
+            path: crate::node::join(&pctx.path, name.as_bytes()),
+            state: state.clone(),
+        };
+        let attr = tri!(reply, self.ov.attr(&child));
+        self.ov
+            .table
+            .lock()
+            .insert_lookup(parent.0, name.as_bytes(), state);
+        reply.entry(&self.ttl(), &attr, Generation(0));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ov.table.lock().forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let attr = tri!(reply, self.getattr_inner(ino.0, fh));
+        reply.attr(&self.ttl(), &attr);
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let attr = tri!(
+            reply,
+            self.setattr_inner(
+                ino.0,
+                SetAttr {
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                    atime,
+                    mtime
+                },
+                fh
+            )
+        );
+        reply.attr(&self.ttl(), &attr);
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _g = self.ov.ns.read();
+        let ctx = tri!(reply, self.ov.ctx(ino.0));
+        if ctx.state.kind != Kind::Symlink {
+            return reply.error(Errno::EINVAL);
+        }
+        let target = if ctx.state.upper {
+            let (pp, name) = split_path(&ctx.path);
+            let pdir = tri!(reply, self.ov.upper.open_dir(pp));
+            tri!(
+                reply,
+                rustix::fs::readlinkat(pdir.as_fd(), os(name), Vec::new())
+                    .map(|c| c.into_bytes())
+                    .map_err(io::Error::from)
+            )
+        } else {
+            let (i, obj) = tri!(
+                reply,
+                ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))
+            );
+            tri!(reply, self.ov.layers[*i].read_link(obj))
+        };
+        reply.data(&target);
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = Kind::from_mode(mode);
+        if kind == Kind::Dir || kind == Kind::Symlink {
+            return reply.error(Errno::EINVAL);
+        }
+        self.create_reply_entry(
+            parent.0,
+            name,
+            NewObject::Special {
+                kind,
+                mode,
+                rdev: u64::from(rdev),
+            },
+            req,
+            reply,
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.create_reply_entry(parent.0, name, NewObject::Dir { mode }, req, reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _g = self.ov.ns.write();
+        tri!(reply, self.ov.unlink(parent.0, name.as_bytes()));
+        reply.ok();
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _g = self.ov.ns.write();
+        tri!(reply, self.ov.rmdir(parent.0, name.as_bytes()));
+        reply.ok();
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.create_reply_entry(
+            parent.0,
+            link_name,
+            NewObject::Symlink {
+                target: target.as_os_str().as_bytes(),
+            },
+            req,
+            reply,
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let _g = self.ov.ns.write();
+        tri!(
+            reply,
+            self.ov.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                flags.bits()
+            )
+        );
+        reply.ok();
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let _g = self.ov.ns.write();
+        let (state, st) = tri!(reply, self.ov.link(ino.0, newparent.0, newname.as_bytes()));
+        let attr = self.enter_created(newparent.0, newname.as_bytes(), state, &st);
+        reply.entry(&self.ttl(), &attr, Generation(0));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (h, fl) = tri!(reply, self.open_inner(ino.0, flags.0));
+        let fh = self.add_handle(h);
+        reply.opened(fh, fl);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let data = tri!(reply, self.read_inner(fh, offset, size));
+        reply.data(&data);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let h = tri!(reply, self.upper_fd(fh));
+        let Handle::Upper(fd) = &*h else {
+            return reply.error(Errno::EBADF);
+        };
+        tri!(reply, sys::pwrite_all(fd.as_fd(), data, offset));
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.ov.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let h = tri!(reply, self.handle(fh));
+        if let Handle::Upper(fd) = &*h {
+            let r = if datasync {
+                rustix::fs::fdatasync(fd)
+            } else {
+                rustix::fs::fsync(fd)
+            };
+            tri!(reply, r.map_err(io::Error::from));
+        }
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _g = self.ov.ns.read();
+        let ctx = tri!(reply, self.ov.ctx(ino.0));
+        if ctx.state.kind != Kind::Dir {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let parent_ino = if ino.0 == ROOT {
+            ctx.state.ino
+        } else {
+            self.ov
+                .state_of(ctx.parent)
+                .map(|s| s.ino)
+                .unwrap_or(ctx.state.ino)
+        };
+        let items = tri!(reply, self.ov.snapshot(&ctx, parent_ino));
+        let fh = self.add_handle(Handle::Dir(items));
+        reply.opened(fh, FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let h = tri!(reply, self.handle(fh));
+        let Handle::Dir(items) = &*h else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(item.ino),
+                (i + 1) as u64,
+                item.kind.to_fuse(),
+                os(&item.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.ov.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let _g = self.ov.ns.read();
+        let ctx = tri!(reply, self.ov.ctx(ino.0));
+        if ctx.state.upper {
+            let fd = tri!(reply, self.ov.upper.open_dir_for_listing(&ctx.path));
+            tri!(reply, rustix::fs::fsync(&fd).map_err(io::Error::from));
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = tri!(reply, self.ov.upper.statfs());
+        reply.statfs(
+            s.f_blocks,
+            s.f_bfree,
+            s.f_bavail,
+            s.f_files,
+            s.f_ffree,
+            s.f_bsize as u32,
+            s.f_namelen as u32,
+            s.f_frsize as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        tri!(
+            reply,
+            self.change_xattr(ino.0, name.as_bytes(), Some((value, flags)))
+        );
+        reply.ok();
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let v = tri!(reply, self.getxattr_inner(ino.0, name.as_bytes()));
+        reply_xattr(reply, v, size);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let v = tri!(reply, self.listxattr_inner(ino.0));
+        reply_xattr(reply, v, size);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        tri!(reply, self.change_xattr(ino.0, name.as_bytes(), None));
+        reply.ok();
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Only reached without `default_permissions`; the kernel then checks nothing itself.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let _g = self.ov.ns.write();
+        let c = tri!(
+            reply,
+            self.ov.create_object(
+                parent.0,
+                name.as_bytes(),
+                NewObject::File { mode, flags },
+                caller(req)
+            )
+        );
+        let Some(fd) = c.fd else {
+            return reply.error(Errno::EIO);
+        };
+        let attr = self.enter_created(parent.0, name.as_bytes(), c.state, &c.stat);
+        let fh = self.add_handle(Handle::Upper(fd));
+        reply.created(&self.ttl(), &attr, Generation(0), fh, FopenFlags::empty());
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let h = tri!(reply, self.upper_fd(fh));
+        let Handle::Upper(fd) = &*h else {
+            return reply.error(Errno::EBADF);
+        };
+        tri!(
+            reply,
+            rustix::fs::fallocate(
+                fd,
+                rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
+                offset,
+                length
+            )
+            .map_err(io::Error::from)
+        );
+        reply.ok();
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let h = tri!(reply, self.handle(fh));
+        match &*h {
+            Handle::Upper(fd) => {
+                let pos = match whence {
+                    libc::SEEK_DATA => rustix::fs::SeekFrom::Data(offset as u64),
+                    libc::SEEK_HOLE => rustix::fs::SeekFrom::Hole(offset as u64),
+                    libc::SEEK_SET => rustix::fs::SeekFrom::Start(offset as u64),
+                    libc::SEEK_END => rustix::fs::SeekFrom::End(offset),
+                    _ => rustix::fs::SeekFrom::Current(offset),
+                };
+                let r = tri!(reply, rustix::fs::seek(fd, pos).map_err(io::Error::from));
+                reply.offset(r as i64);
+            }
+            _ => reply.error(Errno::from_i32(libc::ENOSYS)),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The table of FUSE nodes the kernel currently knows about.
+//!
+//! A node is one object of the merged tree, identified by its stable inode number, with the
+//! names it is known under and what the overlay resolved for it (is there an upper object,
+//! which lower objects merge under it). Nodes are created by lookup and dropped when the kernel forgets them, so memory is
+//! proportional to what the kernel caches, not to the size of the layers.
+
+use std::collections::HashMap;
+
+use crate::lower::{Kind, LowerObj};
+
+/// FUSE node id of the root.
+pub(crate) const ROOT: u64 = 1;
+
+/// Lower objects merged under one name, topmost first: (layer index, object).
+pub(crate) type LowerDirs = Vec<(usize, LowerObj)>;
+
+/// What the overlay knows about one merged-tree object.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeState {
+    /// Object type.
+    pub kind: Kind,
+    /// An object exists in the upper directory at this node's path.
+    pub upper: bool,
+    /// Lower objects, topmost first: for a directory every lower directory merged into it (cut
+    /// after the first opaque one); for anything else at most the one object it shows.
+    pub lowers: LowerDirs,
+    /// For directories with lowers: the absolute path (from the layer roots) the lowers were
+    /// found at. Differs from the node's own path below a redirected directory.
+    pub lower_path: Option<Vec<u8>>,
+    /// Stable inode number reported as `st_ino`.
+    pub ino: u64,
+}
+
+/// One node. Its FUSE node id is its stable inode number (fuser sends `st_ino` as the node
+/// id), so every name of a hard-linked file maps to the same node: `aliases` holds them all.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// (parent node id, name) of every name known for this node; empty once all were
+    /// unlinked (the node then lives only for open handles until the kernel forgets it).
+    pub aliases: Vec<(u64, Vec<u8>)>,
+    pub lookups: u64,
+    pub state: NodeState,
+}
+
+/// All nodes, indexed by id and by (parent, name).
+#[derive(Debug)]
+pub(crate) struct NodeTable {
+    nodes: HashMap<u64, Node>,
+    children: HashMap<(u64, Vec<u8>), u64>,
+}
+
+impl NodeTable {
+    pub(crate) fn new(root: NodeState) -> NodeTable {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node {
+                aliases: Vec::new(),
+                lookups: 1,
+                state: root,
+            },
+        );
+        NodeTable {
+            nodes,
+            children: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<&Node> {
+        self.nodes.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&id)
+    }
+
+    /// The node currently known at (parent, name).
+    pub(crate) fn child(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        self.children.get(&(parent, name.to_vec())).copied()
+    }
+
+    /// Record a lookup of (parent, name) resolving to `state`; returns the node id (the
+    /// state's inode number).
+    pub(crate) fn insert_lookup(&mut self, parent: u64, name: &[u8], state: NodeState) -> u64 {
+        let id = state.ino;
+        let key = (parent, name.to_vec());
+        if let Some(old) = self.children.get(&key).copied() {
+            if old != id {
+                self.remove_alias(old, parent, name);
+            }
+        }
+        match self.nodes.get_mut(&id) {
+            Some(n) => {
+                if n.state.kind != state.kind {
+                    // A reused inode number: the old object is gone.
+                    for a in std::mem::take(&mut n.aliases) {
+                        self.children.remove(&a);
+                    }
+                }
+                let n = self.nodes.get_mut(&id).expect("present");
+                n.lookups += 1;
+                n.state = state;
+                if !n.aliases.contains(&key) {
+                    n.aliases.push(key.clone());
+                }
+            }
+            None => {
+                self.nodes.insert(
+                    id,
+                    Node {
+                        aliases: vec![key.clone()],
+                        lookups: 1,
+                        state,
+                    },
+                );
+            }
+        }
+        self.children.insert(key, id);
+        id
+    }
+
+    fn remove_alias(&mut self, id: u64, parent: u64, name: &[u8]) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.aliases.retain(|(p, nm)| !(*p == parent && nm == name));
+        }
+        let key = (parent, name.to_vec());
+        if self.children.get(&key) == Some(&id) {
+            self.children.remove(&key);
+        }
+    }
+
+    /// Drop `n` lookup references; the node is freed when none remain.
+    pub(crate) fn forget(&mut self, id: u64, n: u64) {
+        if id == ROOT {
+            return;
+        }
+        let remove = match self.nodes.get_mut(&id) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(n);
+                node.lookups == 0
+            }
+            None => false,
+        };
+        if remove {
+            if let Some(node) = self.nodes.remove(&id) {
+                for a in node.aliases {
+                    if self.children.get(&a) == Some(&id) {
+                        self.children.remove(&a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget the name (parent, name): it was unlinked or replaced.
+    pub(crate) fn detach_name(&mut self, parent: u64, name: &[u8]) {
+        if let Some(id) = self.child(parent, name) {
+            self.remove_alias(id, parent, name);
+        }
+    }
+
+    /// Record a rename of (parent, name) to (new_parent, new_name), replacing whatever was there.
+    pub(crate) fn move_name(&mut self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8]) {
+        let Some(id) = self.child(parent, name) else {
+            self.detach_name(new_parent, new_name);
+            return;
+        };
+        self.remove_alias(id, parent, name);
+        self.detach_name(new_parent, new_name);
+        let key = (new_parent, new_name.to_vec());
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.aliases.push(key.clone());
+        }
+        self.children.insert(key, id);
+    }
+
+    /// Record RENAME_EXCHANGE of two names.
+    pub(crate) fn exchange_names(&mut self, pa: u64, na: &[u8], pb: u64, nb: &[u8]) {
+        let a = self.child(pa, na);
+        let b = self.child(pb, nb);
+        if let Some(a) = a {
+            self.remove_alias(a, pa, na);
+        }
+        if let Some(b) = b {
+            self.remove_alias(b, pb, nb);
+        }
+        if let Some(a) = a {
+            let key = (pb, nb.to_vec());
+            if let Some(n) = self.nodes.get_mut(&a) {
+                n.aliases.push(key.clone());
+            }
+            self.children.insert(key, a);
+        }
+        if let Some(b) = b {
+            let key = (pa, na.to_vec());
+            if let Some(n) = self.nodes.get_mut(&b) {
+                n.aliases.push(key.clone());
+            }
+            self.children.insert(key, b);
+        }
+    }
+
+    /// First known (parent, name) of a node; `None` for the root or a detached node.
+    pub(crate) fn alias(&self, id: u64) -> Option<(u64, Vec<u8>)> {
+        self.nodes.get(&id)?.aliases.first().cloned()
+    }
+
+    /// The node's path relative to the root ("" for the root), or `None` if it (or an
+    /// ancestor) is detached or unknown.
+    pub(crate) fn path(&self, id: u64) -> Option<Vec<u8>> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = id;
+        let mut guard = 0usize;
+        while cur != ROOT {
+            let n = self.nodes.get(&cur)?;
+            let (parent, name) = n.aliases.first()?;
+            parts.push(name);
+            cur = *parent;
+            guard += 1;
+            if guard > 1 << 20 {
+                return None;
+            }
+        }
+        let mut out = Vec::new();
+        for (i, p) in parts.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(b'/');
+            }
+            out.extend_from_slice(p);
+        }
+        Some(out)
+    }
+
+    /// Number of nodes (for tests and diagnostics).
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// Split a relative path into (parent path, last name). The root has no parent.
+pub(crate) fn split_path(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (&b""[..], p),
+    }
+}
+
+/// Join a directory path and a name.
+pub(crate) fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dir.len() + name.len() + 1);
+    out.extend_from_slice(dir);
+    if !dir.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(kind: Kind, ino: u64) -> NodeState {
+        NodeState {
+            kind,
+            upper: true,
+            lowers: Vec::new(),
+            lower_path: None,
+            ino,
+        }
+    }
+
+    #[test]
+    fn paths_follow_renames_and_detach() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let a = t.insert_lookup(ROOT, b"a", st(Kind::Dir, 10));
+        let b = t.insert_lookup(a, b"b", st(Kind::File, 11));
+        assert_eq!(t.path(b).unwrap(), b"a/b");
+        let c = t.insert_lookup(ROOT, b"c", st(Kind::Dir, 12));
+        t.move_name(ROOT, b"a", c, b"x");
+        assert_eq!(t.path(b).unwrap(), b"c/x/b");
+        assert_eq!(t.child(ROOT, b"a"), None);
+        t.detach_name(ROOT, b"c");
+        assert_eq!(t.path(b), None);
+    }
+
+    #[test]
+    fn lookup_reuses_node_and_forget_frees_it() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let a = t.insert_lookup(ROOT, b"a", st(Kind::File, 10));
+        assert_eq!(t.insert_lookup(ROOT, b"a", st(Kind::File, 10)), a);
+        t.forget(a, 1);
+        assert!(t.get(a).is_some());
+        t.forget(a, 1);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.child(ROOT, b"a"), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn hard_links_share_a_node_and_survive_unlink_of_one_name() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let a = t.insert_lookup(ROOT, b"a", st(Kind::File, 10));
+        let b = t.insert_lookup(ROOT, b"b", st(Kind::File, 10));
+        assert_eq!(a, b);
+        t.detach_name(ROOT, b"a");
+        assert_eq!(t.path(a).unwrap(), b"b");
+    }
+
+    #[test]
+    fn exchange_swaps_names() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let a = t.insert_lookup(ROOT, b"a", st(Kind::File, 10));
+        let d = t.insert_lookup(ROOT, b"d", st(Kind::Dir, 11));
+        let b = t.insert_lookup(d, b"b", st(Kind::File, 12));
+        t.exchange_names(ROOT, b"a", d, b"b");
+        assert_eq!(t.path(a).unwrap(), b"d/b");
+        assert_eq!(t.path(b).unwrap(), b"a");
+        assert_eq!(t.child(ROOT, b"a"), Some(b));
+    }
+
+    #[test]
+    fn split_and_join() {
+        assert_eq!(split_path(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_path(b"c"), (&b""[..], &b"c"[..]));
+        assert_eq!(join(b"", b"x"), b"x");
+        assert_eq!(join(b"a", b"x"), b"a/x");
+    }
+}
