@@ -147,11 +147,86 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         )),
         other => fail(format!("building the archive failed: {other}")).with_source(other),
     })?;
+    let handle = commit_archive(
+        &store,
+        &archive_path,
+        &id,
+        &options,
+        summary.files,
+        options.compression,
+    )?;
+    drop(temp);
+    Ok(handle)
+}
+
+/// Store an existing SquashFS image as a backup of `options.dir` (which must be a valid
+/// absolute path but need not exist). `gitignore`, `excludes` and `compression` options are
+/// ignored: the meta records the image's own compressor. Useful to back up trees built
+/// elsewhere, and to seed stores.
+pub fn import_archive(image: &Path, options: BackupOptions) -> Result<DirectoryBackup> {
+    crate::validate::check_dir_path(&options.dir)?;
+    if let Some(name) = &options.name {
+        check_name(name)?;
+    }
+    check_ttl(options.ttl)?;
+    let store = match &options.store {
+        Some(s) => s.clone(),
+        None => Store::open_default()?,
+    };
+    store.check_reachable()?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let archive = squashbox_format::Archive::open_path(image).map_err(|e| {
+        BackupError::create_failed(format!("{} is not a readable image: {e}", image.display()))
+            .with_id(&id)
+    })?;
+    let compression = archive.superblock().compressor;
+    let files = count_files(&archive).map_err(|e| {
+        BackupError::create_failed(format!("{} is not a readable image: {e}", image.display()))
+            .with_id(&id)
+    })?;
+    let options = BackupOptions {
+        gitignore: false,
+        excludes: Vec::new(),
+        ..options
+    };
+    commit_archive(&store, image, &id, &options, files, compression)
+}
+
+fn count_files(archive: &squashbox_format::Archive) -> squashbox_format::Result<u64> {
+    let mut files = 0u64;
+    let mut stack = vec![archive.root()?];
+    while let Some(dir) = stack.pop() {
+        for entry in archive.read_dir(&dir)? {
+            let entry = entry?;
+            match entry.file_type {
+                squashbox_format::FileType::Regular => files += 1,
+                squashbox_format::FileType::Directory => {
+                    stack.push(archive.inode(entry.inode_ref)?)
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Upload `archive_path` as backup `id`: data, size check, then meta (the commit marker).
+/// On failure everything uploaded is deleted (best effort).
+fn commit_archive(
+    store: &Store,
+    archive_path: &Path,
+    id: &str,
+    options: &BackupOptions,
+    file_count: u64,
+    compression: Compressor,
+) -> Result<DirectoryBackup> {
+    let dir = &options.dir;
+    let fail = |msg: String| BackupError::create_failed(msg).with_id(id).with_dir(dir);
     let (size, sha256) =
         hash_file(&archive_path).map_err(|e| fail(format!("reading the built archive: {e}")))?;
 
     let meta = BackupMeta {
-        id: id.clone(),
+        id: id.to_string(),
         dir: dir.clone(),
         name: options.name.clone(),
         size_bytes: size,
@@ -159,8 +234,8 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         created_at: options.clock.now(),
         format_version: FORMAT_VERSION,
         sha256,
-        compression: options.compression.name().to_string(),
-        file_count: summary.files,
+        compression: compression.name().to_string(),
+        file_count,
         gitignore: options.gitignore,
         excludes: options.excludes.clone(),
         squashbox_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -192,7 +267,6 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         let _ = store.delete(&data_key);
         return Err(fail(msg));
     }
-    drop(temp);
     Ok(meta.handle())
 }
 
