@@ -223,7 +223,7 @@ fn commit_archive(
     let dir = &options.dir;
     let fail = |msg: String| BackupError::create_failed(msg).with_id(id).with_dir(dir);
     let (size, sha256) =
-        hash_file(&archive_path).map_err(|e| fail(format!("reading the built archive: {e}")))?;
+        hash_file(archive_path).map_err(|e| fail(format!("reading the built archive: {e}")))?;
 
     let meta = BackupMeta {
         id: id.to_string(),
@@ -240,11 +240,11 @@ fn commit_archive(
         excludes: options.excludes.clone(),
         squashbox_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let data_key = store.data_key(&id);
-    let meta_key = store.meta_key(&id);
+    let data_key = store.data_key(id);
+    let meta_key = store.meta_key(id);
     let uploaded = (|| -> std::result::Result<(), String> {
         store
-            .upload_file(&archive_path, &data_key, options.progress.clone())
+            .upload_file(archive_path, &data_key, options.progress.clone())
             .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?;
         match store.head_size(&data_key) {
             Ok(Some(n)) if n == size => {}
