@@ -81,3 +81,54 @@ fn unprivileged_extraction_skips_owners_and_warns_about_privileged_parts() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::symlink_metadata(dest.join("one")).unwrap().uid(), 65534);
 }
+
+#[test]
+fn unprivileged_failed_extraction_leaves_nothing_even_with_locked_directories() {
+    if !require(is_root(), "root (to drop privileges)")
+        || !require(have_tool("mksquashfs"), "mksquashfs")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = tmp.path().join("src");
+    // Extracted first and finished (final mode 0) before the hostile entry is reached.
+    fs::create_dir_all(src.join("a_locked/inner")).unwrap();
+    fs::write(src.join("a_locked/inner/file"), b"data").unwrap();
+    fs::set_permissions(
+        src.join("a_locked/inner"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    fs::set_permissions(src.join("a_locked"), fs::Permissions::from_mode(0o500)).unwrap();
+    fs::write(src.join("zz_x"), b"PAYLOAD").unwrap();
+    let image = tmp.path().join("image.sqfs");
+    mksquashfs(&src, &image, &["-noI", "-noD", "-noF", "-noX"]);
+    patch_unique(&image, b"zz_x", b"../x");
+    fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
+    let public = tmp.path().join("public");
+    fs::create_dir(&public).unwrap();
+    fs::set_permissions(&public, fs::Permissions::from_mode(0o777)).unwrap();
+
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "extract",
+        ])
+        .arg(&image)
+        .arg(public.join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("../x"), "{stderr}");
+    assert!(
+        list_names(&public).is_empty(),
+        "left behind: {:?}",
+        list_names(&public)
+    );
+    assert!(!tmp.path().join("x").exists());
+}

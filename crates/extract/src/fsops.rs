@@ -108,7 +108,8 @@ pub(crate) fn fchmod(fd: BorrowedFd<'_>, permissions: u16) -> io::Result<()> {
     Ok(())
 }
 
-/// Set permission bits of a device/fifo/socket node without following symlinks.
+/// Set permission bits of a device/fifo/socket node (or a directory we cannot open) without
+/// following symlinks.
 ///
 /// Linux `fchmodat` has no working `AT_SYMLINK_NOFOLLOW` before `fchmodat2`, and opening a
 /// fifo or device for an fd would block or have side effects. So: open an `O_PATH` handle with
@@ -195,6 +196,7 @@ pub(crate) fn remove_entry(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     match entry_type(dir, name)? {
         None => Ok(()),
         Some(fs::FileType::Directory) => {
+            let _ = chmod_node_at(dir, name, 0o700);
             let fd = open_dir(dir, name)?;
             clear_dir(fd.as_fd())?;
             drop(fd);
@@ -247,6 +249,9 @@ pub(crate) fn clear_dir(root: BorrowedFd<'_>) -> io::Result<()> {
         drop(dir);
         match subdir {
             Some(name) => {
+                // Best effort: a finished directory may already carry a restrictive final mode
+                // (e.g. 0o000), which would stop a non-root owner from opening and emptying it.
+                let _ = chmod_node_at(current, &name, 0o700);
                 let fd = open_dir(current, &name)?;
                 // Best effort: we may not own it (force mode over foreign content).
                 let _ = fs::fchmod(&fd, Mode::RWXU);

@@ -40,7 +40,20 @@ struct Info {
     xattr_id_count: Option<u32>,
     root_inode_ref: u64,
     bytes_used: u64,
+    /// The superblock's raw table pointers (`None` = absent).
+    table_starts: TableStarts,
     tables: Vec<Table>,
+}
+
+/// Raw table start fields of the superblock (index locations for lookup tables).
+#[derive(Serialize)]
+struct TableStarts {
+    inode_table: u64,
+    directory_table: u64,
+    fragment_table: Option<u64>,
+    export_table: Option<u64>,
+    id_table: u64,
+    xattr_id_table: Option<u64>,
 }
 
 /// Where one table lives. `size` covers its metadata blocks and, for lookup tables, the index
@@ -94,6 +107,14 @@ pub fn run(args: Args) -> CliResult {
         xattr_id_count: xattr_id_count(&file, &sb),
         root_inode_ref: sb.root_inode_ref,
         bytes_used: sb.bytes_used,
+        table_starts: TableStarts {
+            inode_table: sb.inode_table_start,
+            directory_table: sb.directory_table_start,
+            fragment_table: present(sb.fragment_table_start),
+            export_table: present(sb.export_table_start),
+            id_table: sb.id_table_start,
+            xattr_id_table: present(sb.xattr_id_table_start),
+        },
         tables: tables(&file, &sb),
     };
     if args.json {
@@ -103,6 +124,10 @@ pub fn run(args: Args) -> CliResult {
     } else {
         print_all(&render_text(&info, &args.image))
     }
+}
+
+fn present(start: u64) -> Option<u64> {
+    (start != NO_TABLE).then_some(start)
 }
 
 fn print_all(text: &str) -> CliResult {

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The one test command of squashbox: prepares the machine (idempotently), then runs
+# formatting, lint and every test of the workspace. CI runs exactly this (via .ci/run).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -p squashbox-format   # extra args are passed to `cargo test`
+#
+# Environment:
+#   CI=true                 tests needing root/FUSE/loop devices fail instead of skipping
+#   SQUASHBOX_CACHE         persistent cache dir (default /var/cache/squashbox); the cargo
+#                           target dir lives there so a fresh clone reuses compiled deps
+#   CARGO_TARGET_DIR        overrides the target dir entirely
+#   SQUASHBOX_SKIP_SETUP=1  skip the machine preparation (packages, devices, users)
+#
+# Each prerequisite is one function below; add new ones there and call them from `setup`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo_root=$(pwd)
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+section_start=$SECONDS
+section() {
+    local now=$SECONDS
+    if [[ -n "${current_section:-}" ]]; then
+        echo "==> done: $current_section ($((now - section_start)) s)"
+    fi
+    current_section="$1"
+    section_start=$now
+    echo
+    echo "================================================================================"
+    echo "==> $1"
+    echo "================================================================================"
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+warn() { echo "test.sh: warning: $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites (one function each; all idempotent)
+# ---------------------------------------------------------------------------------------------
+
+# Debian packages the tests use as oracles and peers.
+APT_PACKAGES=(
+    squashfs-tools   # mksquashfs/unsquashfs: reference writer/reader
+    fuse3            # fusermount3, /etc/fuse.conf
+    squashfuse       # reference FUSE reader
+    fuse-overlayfs   # reference overlay
+    attr             # getfattr/setfattr
+    git
+    time             # /usr/bin/time for memory figures
+    kmod             # modprobe (loop, squashfs, fuse)
+    util-linux       # mount, umount, losetup
+    passwd           # useradd
+)
+
+ensure_apt_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "apt packages: all present"
+        return
+    fi
+    if ! is_root; then
+        warn "missing packages (need root to install): ${missing[*]}"
+        return
+    fi
+    echo "apt packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_fuse() {
+    if ! is_root; then
+        [[ -c /dev/fuse ]] || warn "/dev/fuse missing"
+        return
+    fi
+    grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null || true
+    if [[ ! -c /dev/fuse ]]; then
+        echo "creating /dev/fuse"
+        mknod -m 0666 /dev/fuse c 10 229
+    fi
+    # Let the unprivileged `tests` user mount FUSE too (pjdfstest, non-root tests).
+    chmod 0666 /dev/fuse || true
+    if [[ -f /etc/fuse.conf ]] && ! grep -q '^user_allow_other' /etc/fuse.conf; then
+        echo "user_allow_other" >>/etc/fuse.conf
+    fi
+    echo "fuse: /dev/fuse ready"
+}
+
+ensure_loop_devices() {
+    if ! is_root; then
+        return
+    fi
+    grep -qw squashfs /proc/filesystems || modprobe squashfs 2>/dev/null || true
+    [[ -e /dev/loop-control ]] || modprobe loop 2>/dev/null || true
+    if [[ ! -e /dev/loop-control ]]; then
+        echo "creating /dev/loop-control"
+        mknod -m 0660 /dev/loop-control c 10 237 || warn "cannot create /dev/loop-control"
+    fi
+    # Without udev, nodes for loop devices the kernel allocates on demand never appear:
+    # create a pool of them (tests mount several images in parallel).
+    local n created=0
+    for n in $(seq 0 31); do
+        if [[ ! -e /dev/loop$n ]]; then
+            mknod -m 0660 "/dev/loop$n" b 7 "$n" && created=$((created + 1))
+        fi
+    done
+    echo "loop: /dev/loop0..31 present ($created created)"
+}
+
+ensure_test_user() {
+    if ! is_root; then
+        return
+    fi
+    if ! id tests >/dev/null 2>&1; then
+        echo "creating user 'tests'"
+        useradd --create-home --shell /bin/bash tests
+    else
+        echo "user 'tests': present"
+    fi
+}
+
+# Hook (backup): start the S3 server the backup tests need, export its env, stop it at exit.
+# e.g.:  eval "$(scripts/s3-server.sh start)"; trap 'scripts/s3-server.sh stop' EXIT
+start_s3_server() {
+    :
+}
+
+# Hook (overlay): build/install pjdfstest for the overlay POSIX conformance tests.
+ensure_pjdfstest() {
+    :
+}
+
+ensure_cargo_cache() {
+    if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+        local cache="${SQUASHBOX_CACHE:-/var/cache/squashbox}"
+        if mkdir -p "$cache/target" 2>/dev/null && [[ -w "$cache/target" ]]; then
+            export CARGO_TARGET_DIR="$cache/target"
+        else
+            warn "cannot use $cache; building in $repo_root/target"
+        fi
+    fi
+    echo "cargo target dir: ${CARGO_TARGET_DIR:-$repo_root/target}"
+}
+
+setup() {
+    if [[ "${SQUASHBOX_SKIP_SETUP:-}" == 1 ]]; then
+        echo "setup skipped (SQUASHBOX_SKIP_SETUP=1)"
+    else
+        ensure_apt_packages
+        ensure_fuse
+        ensure_loop_devices
+        ensure_test_user
+        ensure_pjdfstest
+        start_s3_server
+    fi
+    ensure_cargo_cache
+}
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+total_start=$SECONDS
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+echo "squashbox tests: $(date -u +%FT%TZ), CI=${CI:-}, uid=$(id -u), $(nproc) cores"
+
+section "setup"
+setup
+cargo --version
+rustc --version
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo build (binaries used by integration tests)"
+cargo build --workspace --bins
+
+section "cargo test"
+cargo test --workspace "$@"
+
+section "finished"
+echo "==> all checks passed in $((SECONDS - total_start)) s"
