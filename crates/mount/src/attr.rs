@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType as FuseType, INodeNo};
-use squashbox_format::{Archive, FileType, Inode};
+use squashbox_format::{Archive, FileType, Inode, InodeKind};
 
 use squashbox_format::Result;
 
@@ -22,16 +22,20 @@ pub(crate) fn fuse_type(t: FileType) -> FuseType {
 
 /// Attributes of `inode`, reported under node id `node`.
 ///
-/// Like the kernel: atime = ctime = mtime (the image stores one time), `st_blocks` counts the
-/// bytes actually stored for regular files (sparse blocks excluded) and is 0 otherwise, and
-/// `st_rdev` is passed through in Linux's `new_encode_dev` layout, which FUSE expects.
+/// Like the kernel: atime = ctime = mtime (the image stores one time), `st_rdev` is passed
+/// through in Linux's `new_encode_dev` layout (which FUSE expects), and `st_blocks` is what
+/// the kernel's squashfs computes: the file size less its sparse bytes for regular files,
+/// plus the stored size of the inode's xattrs, in 512-byte units.
 pub(crate) fn file_attr(archive: &Archive, inode: &Inode, node: u64) -> Result<FileAttr> {
     let mtime = UNIX_EPOCH + Duration::from_secs(u64::from(inode.mtime));
-    let blocks = if inode.file_type == FileType::Regular {
-        archive.allocated_bytes(inode)?.div_ceil(512)
-    } else {
-        0
+    let mut blocks = match inode.kind {
+        InodeKind::File { size, sparse, .. } => size.saturating_sub(sparse).div_ceil(512),
+        _ => 0,
     };
+    if inode.xattr_index.is_some() {
+        let xattr_bytes = archive.xattr_stored_size(inode)?;
+        blocks += u64::from(xattr_bytes.max(1)).div_ceil(512);
+    }
     Ok(FileAttr {
         ino: INodeNo(node),
         size: inode.size(),

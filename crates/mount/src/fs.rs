@@ -56,6 +56,7 @@ pub(crate) struct SquashFs {
     block_size: u32,
     read_ahead_blocks: u32,
     has_export_table: bool,
+    has_xattr_table: bool,
     counters: Arc<Counters>,
 }
 
@@ -72,6 +73,7 @@ impl SquashFs {
         let sb = archive.superblock();
         let block_size = sb.block_size;
         let has_export_table = sb.export_table_start != squashbox_format::layout::NO_TABLE;
+        let has_xattr_table = sb.xattr_id_table_start != squashbox_format::layout::NO_TABLE;
         let read_ahead = if config.read_ahead_blocks > 0 {
             ReadAhead::start(archive.clone(), config.read_ahead_threads)
         } else {
@@ -85,6 +87,7 @@ impl SquashFs {
             block_size,
             read_ahead_blocks: config.read_ahead_blocks,
             has_export_table,
+            has_xattr_table,
             counters,
             archive,
         })
@@ -228,16 +231,15 @@ impl SquashFs {
             if !dir.is_dir() {
                 return Ok(Err(Errno::ENOTDIR));
             }
-            // Offsets are the kernel squashfs' f_pos values: 1 after ".", 2 after "..", then
-            // the reader's stable positions, which are always above 3 ("from the start"
-            // below that).
+            // Offsets are the kernel squashfs' f_pos values: 1 after ".", 3 after "..", then
+            // the reader's stable positions (3 + listing bytes up to the end of the entry).
             if offset == 0 && add_dot(node, 1, b".", &dir) {
                 return Ok(Ok(()));
             }
-            if offset <= 1 && add_dot(self.parent_node(&dir, node), 2, b"..", &dir) {
+            if offset < 3 && add_dot(self.parent_node(&dir, node), 3, b"..", &dir) {
                 return Ok(Ok(()));
             }
-            let position = if offset <= 2 { 0 } else { offset };
+            let position = if offset < 3 { 0 } else { offset };
             for (added, entry) in self.archive.read_dir_from(&dir, position)?.enumerate() {
                 let entry = match entry {
                     Ok(e) => e,
@@ -258,6 +260,9 @@ impl SquashFs {
     }
 
     fn xattr_value(&self, node: u64, name: &[u8]) -> OpResult<Vec<u8>> {
+        if !self.has_xattr_table {
+            return Err(Errno::from_i32(libc::EOPNOTSUPP));
+        }
         self.guarded("getxattr", node, || {
             let inode = match self.inode_of(node)? {
                 Ok(i) => i,
@@ -279,6 +284,16 @@ impl SquashFs {
                 Ok(i) => i,
                 Err(e) => return Ok(Err(e)),
             };
+            if !self.has_xattr_table {
+                // Like the kernel on an image without an xattr table: inodes it gives squashfs
+                // inode operations (directories, symlinks, extended inodes) answer EOPNOTSUPP,
+                // basic files, devices, fifos and sockets list nothing.
+                return Ok(if kernel_has_xattr_ops(&inode) {
+                    Err(Errno::from_i32(libc::EOPNOTSUPP))
+                } else {
+                    Ok(Vec::new())
+                });
+            }
             let mut list = Vec::new();
             for x in self.archive.xattrs(&inode)? {
                 // Like the kernel, list trusted.* only to privileged callers.
@@ -317,6 +332,23 @@ fn fill(
         done += n;
     }
     Ok(())
+}
+
+/// Whether the kernel's squashfs gives `inode` its own inode operations (and so answers
+/// xattr calls itself): directories and symlinks always, other types only when stored as
+/// extended inodes. The reader does not say which form was stored, so for regular files this
+/// infers it the way mksquashfs decides (hard links, sparse blocks, 4 GiB sizes or offsets).
+fn kernel_has_xattr_ops(inode: &Inode) -> bool {
+    match inode.kind {
+        InodeKind::Directory { .. } | InodeKind::Symlink { .. } => true,
+        InodeKind::File {
+            size,
+            blocks_start,
+            sparse,
+            ..
+        } => inode.nlink > 1 || sparse > 0 || size >> 32 != 0 || blocks_start >> 32 != 0,
+        InodeKind::Device { .. } | InodeKind::Ipc => inode.xattr_index.is_some(),
+    }
 }
 
 /// A reply for a name that does not exist, cached by the kernel for the entry TTL.

@@ -563,6 +563,12 @@ impl Archive {
         self.read_xattrs(inode)
     }
 
+    /// The `size` field of `inode`'s xattr id table entry (bytes of its key/value pairs as
+    /// stored), 0 if it has no xattrs. The kernel adds `((size - 1) >> 9) + 1` to `st_blocks`.
+    pub fn xattr_stored_size(&self, inode: &Inode) -> Result<u32> {
+        self.read_xattr_size(inode)
+    }
+
     /// Depth-first walk of the whole tree with loop protection (see [`Walk`]).
     pub fn walk(&self) -> Walk<'_> {
         Walk::new(self)

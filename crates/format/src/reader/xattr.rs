@@ -50,6 +50,27 @@ impl Archive {
         MetaCursor::new(xattr.kv, block, (reference & 0xFFFF) as usize)
     }
 
+    /// The size field of `inode`'s xattr id entry (0 without xattrs).
+    pub(crate) fn read_xattr_size(&self, inode: &Inode) -> Result<u32> {
+        let Some(index) = inode.xattr_index else {
+            return Ok(0);
+        };
+        let tables = self.tables.xattr.as_ref().ok_or_else(|| {
+            Error::corrupt(
+                format!(
+                    "inode {} has xattrs but the image has no xattr table",
+                    inode.number
+                ),
+                0,
+            )
+        })?;
+        let mut entry = [0u8; 16];
+        tables.ids.read_entry(self, u64::from(index), &mut entry)?;
+        Ok(u32::from_le_bytes(
+            entry[12..16].try_into().expect("4 bytes"),
+        ))
+    }
+
     /// Decode all xattrs of `inode`.
     pub(crate) fn read_xattrs(&self, inode: &Inode) -> Result<Vec<Xattr>> {
         let Some(index) = inode.xattr_index else {
