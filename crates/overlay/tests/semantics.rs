@@ -10,12 +10,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 
-#[test]
-fn lower_tree_is_visible_unchanged_and_upper_stays_empty() {
+fn lower_tree_is_visible_unchanged_and_upper_stays_empty(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     let ours = manifest(&fx.mnt, ManifestOpts::full());
     let src = manifest(&fx.lower_mnt(), ManifestOpts::full());
     assert_same(&src, &ours, "lower vs overlay");
@@ -28,12 +27,11 @@ fn lower_tree_is_visible_unchanged_and_upper_stays_empty() {
     assert_same(&k, &ours, "kernel overlay vs ours");
 }
 
-#[test]
-fn write_to_lower_file_copies_up_data_and_metadata() {
+fn write_to_lower_file_copies_up_data_and_metadata(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     let before = fs::metadata(fx.m("big")).unwrap();
     {
         let mut f = fs::OpenOptions::new()
@@ -96,12 +94,11 @@ fn write_to_lower_file_copies_up_data_and_metadata() {
     assert_same(&k, &ours, "kernel overlay vs ours");
 }
 
-#[test]
-fn truncate_and_setattr_copy_up() {
+fn truncate_and_setattr_copy_up(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -138,12 +135,11 @@ fn truncate_and_setattr_copy_up() {
     assert_same(&k, &ours, "kernel overlay vs ours");
 }
 
-#[test]
-fn unlink_and_rmdir_leave_whiteouts_only_where_needed() {
+fn unlink_and_rmdir_leave_whiteouts_only_where_needed(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     // lower-only file
     fs::remove_file(fx.m("file")).unwrap();
     assert!(is_whiteout(&fx.u("file")));
@@ -190,12 +186,11 @@ fn unlink_and_rmdir_leave_whiteouts_only_where_needed() {
     assert_same(&k, &ours, "kernel overlay vs ours");
 }
 
-#[test]
-fn rename_matrix_with_kernel_cross_check() {
+fn rename_matrix_with_kernel_cross_check(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     // lower file -> new name
     fs::rename(fx.m("file"), fx.m("file2")).unwrap();
     assert!(is_whiteout(&fx.u("file")));
@@ -271,12 +266,11 @@ fn rename_matrix_with_kernel_cross_check() {
     assert_same(&k, &ours, "kernel overlay vs ours");
 }
 
-#[test]
-fn hard_links_symlinks_and_special_files() {
+fn hard_links_symlinks_and_special_files(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let mut fx = Fixture::new(standard_tree);
+    let mut fx = Fixture::with_kind(standard_tree, kind);
     // link to a lower file: copied up once, both names share the inode afterwards
     fs::hard_link(fx.m("file"), fx.m("file-link")).unwrap();
     let a = fs::metadata(fx.m("file")).unwrap();
@@ -344,17 +338,19 @@ impl FifoLike for fs::FileType {
     }
 }
 
-#[test]
-fn readdir_merges_and_is_stable_across_changes() {
+fn readdir_merges_and_is_stable_across_changes(kind: LowerKind) {
     if !can_run() {
         return;
     }
-    let fx = Fixture::new(|root| {
-        fs::create_dir(root.join("d")).unwrap();
-        for i in 0..500 {
-            fs::write(root.join(format!("d/f{i:04}")), format!("{i}")).unwrap();
-        }
-    });
+    let fx = Fixture::with_kind(
+        |root| {
+            fs::create_dir(root.join("d")).unwrap();
+            for i in 0..500 {
+                fs::write(root.join(format!("d/f{i:04}")), format!("{i}")).unwrap();
+            }
+        },
+        kind,
+    );
     for i in 0..100 {
         fs::write(fx.m(&format!("d/u{i:04}")), b"u").unwrap();
     }
@@ -396,3 +392,28 @@ fn readdir_merges_and_is_stable_across_changes() {
         .unwrap();
     assert_eq!(s, "400");
 }
+
+/// Every scenario runs with the image read by squashbox's reader and, as a second opinion on
+/// the overlay logic, with the kernel's squashfs mount as a directory layer.
+macro_rules! both_lowers {
+    ($($name:ident),* $(,)?) => {
+        mod image {
+            use super::*;
+            $(#[test] fn $name() { super::$name(LowerKind::Image) })*
+        }
+        mod kernel_dir {
+            use super::*;
+            $(#[test] fn $name() { super::$name(LowerKind::KernelDir) })*
+        }
+    };
+}
+
+both_lowers!(
+    lower_tree_is_visible_unchanged_and_upper_stays_empty,
+    write_to_lower_file_copies_up_data_and_metadata,
+    truncate_and_setattr_copy_up,
+    unlink_and_rmdir_leave_whiteouts_only_where_needed,
+    rename_matrix_with_kernel_cross_check,
+    hard_links_symlinks_and_special_files,
+    readdir_merges_and_is_stable_across_changes
+);
