@@ -137,3 +137,30 @@ impl ExtractError {
 
 /// Result alias for the extractor.
 pub type Result<T, E = ExtractError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_entry() {
+        let e = ExtractError::UnsafeName {
+            dir: "/etc".into(),
+            name: "../x".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc: unsafe entry name \"../x\" in image (refusing to extract)"
+        );
+        let e = ExtractError::DuplicateEntry {
+            dir: "/".into(),
+            name: "x".into(),
+        };
+        assert!(e.to_string().contains("duplicate directory entry \"x\""));
+        let e = ExtractError::io("a/b", "create file", io::Error::from_raw_os_error(28));
+        assert!(
+            e.to_string().starts_with("a/b: create file failed: "),
+            "{e}"
+        );
+    }
+}

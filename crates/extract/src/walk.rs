@@ -319,7 +319,12 @@ where
                     name: entry.name,
                 });
             } else {
-                let components: Vec<&[u8]> = stack[1..].iter().map(|f| f.name.as_slice()).collect();
+                // Only the first name of a multiply linked inode is remembered.
+                let components: Vec<&[u8]> = if inode.nlink > 1 {
+                    stack[1..].iter().map(|f| f.name.as_slice()).collect()
+                } else {
+                    Vec::new()
+                };
                 let parent = stack.last().expect("stack is non-empty").fd.as_fd();
                 self.extract_entry(parent, &components, &path, &entry.name, inode, scope)?;
             }
