@@ -43,6 +43,8 @@ enum Command {
     Extract(cmd::extract::Args),
     /// Mount an image read-only with FUSE (in the background unless --foreground).
     Mount(cmd::mount::Args),
+    /// Mount images copy-on-write: changes go to an upper directory (kernel overlayfs layout).
+    Overlay(cmd::overlay::Args),
     /// Unmount a mounted image (also after its daemon died).
     Umount(cmd::umount::Args),
     /// Build an image from a directory (parallel, deterministic mksquashfs replacement).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
         Command::Mount(args) => cmd::mount::run(args),
+        Command::Overlay(args) => cmd::overlay::run(args),
         Command::Umount(args) => cmd::umount::run(args),
         Command::Mkfs(args) => cmd::mkfs::run(args),
     };

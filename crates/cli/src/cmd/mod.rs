@@ -6,6 +6,7 @@ pub mod info;
 pub mod ls;
 pub mod mkfs;
 pub mod mount;
+pub mod overlay;
 pub mod umount;
 
 mod common;

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> CliResult {
 }
 
 /// Parse `123`, `64K`, `64M`, `1G` (binary multiples; optional `iB`/`B` suffix).
-fn parse_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let t = t
         .strip_suffix("iB")
@@ -197,7 +197,7 @@ fn serve_inner(args: &Args, mut options: MountOptions) -> CliResult {
 
 /// Point stdout (and stderr unless logging goes to a file) at /dev/null, so the daemon holds
 /// no pipe or terminal of its parent open.
-fn detach_stdio(keep_stderr: bool) -> CliResult {
+pub(crate) fn detach_stdio(keep_stderr: bool) -> CliResult {
     use std::os::fd::AsRawFd;
     let null = File::options()
         .read(true)
@@ -218,7 +218,7 @@ fn detach_stdio(keep_stderr: bool) -> CliResult {
     Ok(())
 }
 
-mod signals {
+pub(crate) mod signals {
     //! Synchronous handling of SIGINT/SIGTERM/SIGHUP with `sigwait`.
 
     use crate::error::{CliError, CliResult};
@@ -263,7 +263,7 @@ mod signals {
     }
 }
 
-mod logging {
+pub(crate) mod logging {
     //! A minimal logger: `squashbox: <level>: <message>` lines on stderr or in a file.
     //! `SQUASHBOX_LOG=error|warn|info|debug` picks the level (default warn).
 

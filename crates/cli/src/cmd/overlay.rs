@@ -1,0 +1,259 @@
+//! `squashbox overlay --lower A.sqsh[:B.sqsh...] --upper DIR [--work DIR] MOUNTPOINT`: mount a
+//! copy-on-write view of one or more images; every change lands in the upper directory, which
+//! stays usable as a Linux overlayfs upper layer.
+//!
+//! Like `squashbox mount`, the command serves in a background daemon (re-executing itself with
+//! `--foreground`) and returns once the daemon reports the mount ready, unless `--foreground`
+//! is given. SIGINT/SIGTERM/SIGHUP unmount (lazily if files are still open).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use squashbox_format::Archive;
+use squashbox_mount::{open_options_for_cache_size, UnmountMode};
+use squashbox_overlay::{mount_overlay, OverlayOptions};
+
+use super::mount::{detach_stdio, logging, parse_size, signals};
+use crate::error::{CliError, CliResult, Context};
+
+/// Default total cache budget per image.
+const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// Arguments of `squashbox overlay`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lower images, topmost first, separated by ':' (the option may also be repeated).
+    #[arg(long, required = true, value_name = "IMAGE[:IMAGE...]")]
+    lower: Vec<String>,
+    /// Writable upper directory (created if missing); receives every change.
+    #[arg(long, value_name = "DIR")]
+    upper: PathBuf,
+    /// Work directory on the same file system as the upper directory [default: UPPER.work
+    /// next to the upper directory; created if missing].
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
+    /// An existing, empty directory to mount on.
+    mountpoint: PathBuf,
+    /// Stay in the foreground and serve until unmounted or interrupted.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options, comma separated: allow_other (let other users in).
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// FUSE worker threads [default: 4].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Bytes of decompressed-block cache per image (suffixes K, M, G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    cache_size: Option<usize>,
+    /// Append log messages to this file; the background daemon otherwise discards them.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Internal: we are the daemon; report readiness on stdout.
+    #[arg(long, hide = true)]
+    daemon_child: bool,
+}
+
+/// Run `squashbox overlay`.
+pub fn run(args: Args) -> CliResult {
+    let mut options = OverlayOptions::default();
+    for option in args.options.iter().flat_map(|o| o.split(',')) {
+        match option {
+            "allow_other" => options.allow_other = true,
+            "rw" | "" => {}
+            other => {
+                return Err(CliError::msg(format!(
+                    "unsupported overlay option '{other}' (supported: allow_other)"
+                )))
+            }
+        }
+    }
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            return Err(CliError::msg("--threads must be at least 1"));
+        }
+        options.threads = threads;
+    }
+    if lower_paths(&args).is_empty() {
+        return Err(CliError::msg("--lower names no image"));
+    }
+    if args.foreground {
+        serve(&args, options)
+    } else {
+        spawn_daemon(&args)
+    }
+}
+
+fn lower_paths(args: &Args) -> Vec<PathBuf> {
+    args.lower
+        .iter()
+        .flat_map(|l| l.split(':'))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The work directory: given, or `<upper>.work` beside the upper directory.
+fn work_dir(args: &Args) -> PathBuf {
+    match &args.work {
+        Some(w) => w.clone(),
+        None => {
+            let mut name = args
+                .upper
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "upper".into());
+            name.push(".work");
+            args.upper.with_file_name(name)
+        }
+    }
+}
+
+/// Re-run ourselves as `overlay --foreground --daemon-child ...` and wait for its verdict.
+fn spawn_daemon(args: &Args) -> CliResult {
+    let exe = std::env::current_exe().context("locating the squashbox executable")?;
+    let abs = |p: &Path| std::path::absolute(p).context(p.display());
+    let mut cmd = Command::new(exe);
+    cmd.arg("overlay").arg("--foreground").arg("--daemon-child");
+    for l in lower_paths(args) {
+        // One image per option: absolute paths may contain ':' only this way.
+        cmd.arg("--lower").arg(abs(&l)?);
+    }
+    cmd.arg("--upper").arg(abs(&args.upper)?);
+    cmd.arg("--work").arg(abs(&work_dir(args))?);
+    for o in &args.options {
+        cmd.arg("-o").arg(o);
+    }
+    if let Some(t) = args.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    if let Some(c) = args.cache_size {
+        cmd.arg("--cache-size").arg(c.to_string());
+    }
+    if let Some(log) = &args.log_file {
+        cmd.arg("--log-file").arg(abs(log)?);
+    }
+    cmd.arg("--").arg(abs(&args.mountpoint)?);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().context("starting the overlay daemon")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    if read.is_ok() && line.trim_end() == "ready" {
+        return Ok(());
+    }
+    let status = child.wait().context("waiting for the overlay daemon")?;
+    match line.trim_end().strip_prefix("error ") {
+        Some(message) => Err(CliError::msg(message)),
+        None => Err(CliError::msg(format!(
+            "overlay daemon exited ({status}) before the mount was ready"
+        ))),
+    }
+}
+
+/// Mount and serve in this process until unmounted or signalled.
+fn serve(args: &Args, options: OverlayOptions) -> CliResult {
+    let result = serve_inner(args, options);
+    if args.daemon_child {
+        if let Err(e) = &result {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "error {}", e.message().replace('\n', " "));
+            let _ = out.flush();
+            std::process::exit(1);
+        }
+    }
+    result
+}
+
+fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
+    if args.daemon_child {
+        let _ = rustix::process::setsid();
+    }
+    logging::init(args.log_file.as_deref())?;
+    let signals = signals::block_termination()?;
+
+    let cache = args.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
+    let mut lowers = Vec::new();
+    for image in lower_paths(args) {
+        let file = File::open(&image).context(image.display())?;
+        let archive = Archive::open_with(file, open_options_for_cache_size(cache))
+            .context(image.display())?;
+        lowers.push(Arc::new(archive));
+    }
+    let work = work_dir(args);
+    for dir in [&args.upper, &work] {
+        std::fs::create_dir_all(dir).context(dir.display())?;
+    }
+    let handle = mount_overlay(lowers, &args.upper, &work, &args.mountpoint, options)
+        .context(format!("mounting overlay on {}", args.mountpoint.display()))?;
+    let mountpoint = handle.mountpoint().to_path_buf();
+
+    if args.daemon_child {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready").context("reporting readiness")?;
+        out.flush().context("reporting readiness")?;
+        drop(out);
+        detach_stdio(args.log_file.is_some())?;
+        let _ = std::env::set_current_dir("/");
+    }
+
+    std::thread::Builder::new()
+        .name("squashbox-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.wait() {
+                log::info!("signal {signal}: unmounting {}", mountpoint.display());
+                // Let in-flight writes finish: a plain unmount, or a lazy one if files are
+                // still open (the daemon then serves them until they are closed).
+                if squashbox_mount::unmount(&mountpoint, UnmountMode::Normal).is_err() {
+                    if let Err(e) = squashbox_mount::unmount(&mountpoint, UnmountMode::Lazy) {
+                        log::error!("unmounting {}: {e}", mountpoint.display());
+                    }
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+
+    handle
+        .wait()
+        .context(format!("serving {}", args.mountpoint.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn lowers_split_on_colons_and_repeat_and_work_defaults_beside_upper() {
+        let t = T::parse_from([
+            "t",
+            "--lower",
+            "a.sqsh:b.sqsh",
+            "--lower",
+            "c.sqsh",
+            "--upper",
+            "/srv/up",
+            "/mnt",
+        ]);
+        assert_eq!(
+            lower_paths(&t.args),
+            vec![
+                PathBuf::from("a.sqsh"),
+                PathBuf::from("b.sqsh"),
+                PathBuf::from("c.sqsh")
+            ]
+        );
+        assert_eq!(work_dir(&t.args), PathBuf::from("/srv/up.work"));
+    }
+}
