@@ -62,6 +62,13 @@ fn fixture(extra: &[&str]) -> Fixture {
     let src = dir.join("src");
     fs::create_dir_all(src.join("dir/sub")).unwrap();
     fs::write(src.join("small"), b"hello\n").unwrap();
+    rustix::fs::lsetxattr(
+        src.join("small"),
+        "user.note",
+        b"xattr value",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     fs::write(src.join("dir/big"), &big).unwrap();
     fs::write(src.join("dir/sub/leaf"), b"leaf").unwrap();
@@ -173,7 +180,9 @@ fn info_json_matches_unsquashfs_and_tables_tile_the_image() {
         // mksquashfs writes the tables back to back, in order, up to bytes_used.
         let tables = v["tables"].as_array().unwrap();
         let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(&names[..2], &["inode", "directory"]);
+        assert_eq!(names, ["inode", "directory", "fragment", "export", "id", "xattr"]);
+        assert_eq!(v["xattr_id_count"].as_u64(), Some(1));
+        assert_eq!(v["table_starts"]["inode_table"], tables[0]["start"]);
         for pair in tables.windows(2) {
             let end = pair[0]["start"].as_u64().unwrap() + pair[0]["size"].as_u64().unwrap();
             assert_eq!(end, pair[1]["start"].as_u64().unwrap(), "{comp}: {pair:?}");

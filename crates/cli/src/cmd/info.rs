@@ -225,7 +225,7 @@ fn xattr_id_count(file: &File, sb: &Superblock) -> Option<u32> {
     if sb.xattr_id_table_start == NO_TABLE {
         return None;
     }
-    read_u32(file, sb.xattr_id_table_start + 8)
+    read_u32(file, sb.xattr_id_table_start.checked_add(8)?)
 }
 
 /// Index bytes of a lookup table with `entries` entries of `entry_size` bytes: one u64 per
@@ -281,7 +281,9 @@ fn tables(file: &File, sb: &Superblock) -> Vec<Table> {
         let kv_start = read_u64(file, sb.xattr_id_table_start)?;
         Some((
             kv_start,
-            sb.xattr_id_table_start + 16 + index_bytes(u64::from(count), 16),
+            sb.xattr_id_table_start
+                .saturating_add(16)
+                .saturating_add(index_bytes(u64::from(count), 16)),
         ))
     });
 
@@ -309,7 +311,7 @@ fn tables(file: &File, sb: &Superblock) -> Vec<Table> {
             start,
             size: l
                 .data_start
-                .and_then(|s| valid(s, l.index_start + l.index_len)),
+                .and_then(|s| valid(s, l.index_start.saturating_add(l.index_len))),
         });
     }
     if let Some((kv_start, end)) = xattr {
