@@ -19,7 +19,7 @@ mod cache;
 mod clock;
 mod create;
 mod error;
-mod lock;
+pub mod lock;
 mod manage;
 mod meta;
 mod overlay_mode;
@@ -40,7 +40,7 @@ pub use manage::{
 pub use meta::{
     parse_id, BackupMeta, DirectoryBackup, EXPIRY_BUFFER_SECS, FORMAT_VERSION, MAX_META_BYTES,
 };
-pub use overlay_mode::unmount_restore;
+pub use overlay_mode::{serve_until_unmounted, unmount_restore};
 pub use restore::{restore_backup, restore_by_id, RestoreMode, RestoreOptions, RestoreResult};
 pub use squashbox_format::Compressor;
 pub use state::{active_restores, RestoreRecord};

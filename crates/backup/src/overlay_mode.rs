@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use squashbox_format::Archive;
+use squashbox_overlay::{mount_overlay, OverlayHandle, OverlayOptions};
 
 use crate::error::{BackupError, Result};
-use crate::state::{pid_alive, read_record, remove_record, RestoreRecord};
+use crate::meta::rfc3339;
+use crate::state::{dir_key, pid_alive, read_record, remove_record, write_record, RestoreRecord};
 
-/// Something that keeps a mount alive while held and unmounts when dropped.
-type MountGuard = Box<dyn Send>;
+/// Mounts made by this process; dropping a handle unmounts.
+type MountGuard = OverlayHandle;
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, MountGuard>> {
     static REGISTRY: std::sync::OnceLock<Mutex<HashMap<PathBuf, MountGuard>>> =
@@ -32,12 +36,95 @@ pub(crate) fn mount(
     id: &str,
     state_dir: &Path,
 ) -> Result<()> {
-    let _ = (archive, archive_path, id);
+    let fail = |msg: String| {
+        BackupError::restore_failed(msg)
+            .with_dir(target)
+            .with_id(id)
+    };
     unmount_previous(target, state_dir)?;
-    Err(BackupError::restore_failed(
-        "overlay restore is not available in this build yet; restore with copy mode (--copy)",
-    )
-    .with_dir(target))
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(fail(format!(
+                "{} exists and is not a directory",
+                target.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(target)
+            .map_err(|e| fail(format!("cannot create {}: {e}", target.display())))?,
+        Err(e) => return Err(fail(format!("cannot inspect {}: {e}", target.display()))),
+    }
+    let layers = state_dir.join("overlays").join(format!(
+        "{}-{}",
+        dir_key(target),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let upper = layers.join("upper");
+    let work = layers.join("work");
+    let made = std::fs::create_dir_all(&upper).and_then(|()| std::fs::create_dir_all(&work));
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&layers);
+        return Err(fail(format!(
+            "cannot create overlay dirs under {}: {e}",
+            layers.display()
+        )));
+    }
+    let handle = match mount_overlay(
+        vec![Arc::new(archive)],
+        &upper,
+        &work,
+        target,
+        OverlayOptions::default(),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&layers);
+            return Err(fail(format!("mounting the overlay failed: {e}")));
+        }
+    };
+    let record = RestoreRecord {
+        dir: target.to_path_buf(),
+        id: id.to_string(),
+        upper,
+        work,
+        archive: archive_path.to_path_buf(),
+        pid: std::process::id(),
+        mounted_at: rfc3339(time::OffsetDateTime::now_utc()),
+    };
+    if let Err(e) = write_record(state_dir, &record) {
+        drop(handle);
+        let _ = std::fs::remove_dir_all(&layers);
+        return Err(fail(format!("cannot record the restore: {e}")));
+    }
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(target.to_path_buf(), handle);
+    Ok(())
+}
+
+/// Serve the restore mount on `dir` made by this process until it is unmounted from outside
+/// (`umount DIR`, `squashbox umount DIR`, or another restore onto `dir`), then remove its
+/// record and layers. For a process whose only job is keeping the mount alive.
+pub fn serve_until_unmounted(dir: &Path, state_dir: &Path) -> Result<()> {
+    let handle = registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(dir)
+        .ok_or_else(|| {
+            BackupError::restore_failed("no restore mount on this directory in this process")
+                .with_dir(dir)
+        })?;
+    let waited = handle.wait();
+    if let Some(rec) = read_record(state_dir, dir) {
+        if rec.pid == std::process::id() {
+            cleanup_layers(&rec);
+            remove_record(state_dir, dir);
+        }
+    }
+    waited.map_err(|e| {
+        BackupError::restore_failed(format!("serving the overlay failed: {e}")).with_dir(dir)
+    })
 }
 
 /// End the restore mount on `dir`, if there is one. Returns whether one was ended.

@@ -54,8 +54,15 @@ impl Store {
     ///   endpoints or with `AWS_ALLOW_HTTP=true`);
     /// - `memory://`: an in-process store (tests, demos).
     pub fn open(url: &str) -> Result<Store> {
+        Self::open_with_config(url, &[])
+    }
+
+    /// Like [`Store::open`], with S3 settings that override the environment, as
+    /// `(key, value)` pairs using the `AWS_*` names in lowercase or upper case (e.g.
+    /// `("aws_endpoint_url", "http://127.0.0.1:9000")`, `("aws_access_key_id", ...)`).
+    pub fn open_with_config(url: &str, config: &[(&str, &str)]) -> Result<Store> {
         if let Some(rest) = url.strip_prefix("s3://") {
-            return Self::open_s3(url, rest);
+            return Self::open_s3(url, rest, config);
         }
         if url == "memory://" || url == "memory:" {
             return Ok(Store::from_object_store(Arc::new(InMemory::new()), "", url));
@@ -124,7 +131,7 @@ impl Store {
         Ok(Store::from_object_store(Arc::new(fs), "", url))
     }
 
-    fn open_s3(url: &str, rest: &str) -> Result<Store> {
+    fn open_s3(url: &str, rest: &str, config: &[(&str, &str)]) -> Result<Store> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(BackupError::invalid(format!(
@@ -142,9 +149,19 @@ impl Store {
                 max_retries: 4,
                 retry_timeout: Duration::from_secs(60),
             });
-        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        let mut endpoint = std::env::var("AWS_ENDPOINT_URL")
             .or_else(|_| std::env::var("AWS_ENDPOINT"))
             .unwrap_or_default();
+        for (key, value) in config {
+            let lower = key.to_ascii_lowercase();
+            let parsed: object_store::aws::AmazonS3ConfigKey = lower
+                .parse()
+                .map_err(|e| BackupError::invalid(format!("unknown S3 setting {key:?}: {e}")))?;
+            if matches!(parsed, object_store::aws::AmazonS3ConfigKey::Endpoint) {
+                endpoint = value.to_string();
+            }
+            builder = builder.with_config(parsed, *value);
+        }
         if is_loopback_http(&endpoint) {
             builder = builder.with_allow_http(true);
         }

@@ -49,6 +49,20 @@ enum Command {
     Umount(cmd::umount::Args),
     /// Build an image from a directory (parallel, deterministic mksquashfs replacement).
     Mkfs(cmd::mkfs::Args),
+    /// Back up a directory into the backup store and print its handle.
+    Backup(cmd::backup::Args),
+    /// Restore a backup onto a directory (copy-on-write mount, or --copy to extract).
+    Restore(cmd::restore::Args),
+    /// List the backups in the store.
+    List(cmd::list::Args),
+    /// Delete a backup from the store.
+    Delete(cmd::delete::Args),
+    /// Delete backups by rule (--expired, --keep-last N, --older-than DURATION).
+    Prune(cmd::prune::Args),
+    /// Check a stored backup against its recorded size and SHA-256.
+    Verify(cmd::verify::Args),
+    /// List active restore mounts.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +79,13 @@ fn main() -> ExitCode {
         Command::Overlay(args) => cmd::overlay::run(args),
         Command::Umount(args) => cmd::umount::run(args),
         Command::Mkfs(args) => cmd::mkfs::run(args),
+        Command::Backup(args) => cmd::backup::run(args),
+        Command::Restore(args) => cmd::restore::run(args),
+        Command::List(args) => cmd::list::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Status(args) => cmd::status::run(args),
     };
     error::finish(result)
 }
