@@ -61,7 +61,9 @@ pub(crate) fn mount(
     ));
     let upper = layers.join("upper");
     let work = layers.join("work");
-    let made = std::fs::create_dir_all(&upper).and_then(|()| std::fs::create_dir_all(&work));
+    let made = std::fs::create_dir_all(&upper)
+        .and_then(|()| std::fs::create_dir_all(&work))
+        .and_then(|()| copy_root_attributes(&archive, &upper));
     if let Err(e) = made {
         let _ = std::fs::remove_dir_all(&layers);
         return Err(fail(format!(
@@ -100,6 +102,33 @@ pub(crate) fn mount(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(target.to_path_buf(), handle);
+    Ok(())
+}
+
+/// The merged root shows the upper root's attributes, so give the fresh upper root the
+/// archive root's mode, owner and mtime (else a restore would change the root's metadata).
+fn copy_root_attributes(archive: &Archive, upper: &Path) -> std::io::Result<()> {
+    use rustix::fs::{chmod, chown, utimensat, AtFlags, Mode, Timespec, Timestamps, CWD};
+    let root = archive.root().map_err(std::io::Error::other)?;
+    chmod(upper, Mode::from_raw_mode(u32::from(root.permissions)))?;
+    if rustix::process::geteuid().is_root() {
+        let uid = rustix::fs::Uid::from_raw(root.uid);
+        let gid = rustix::fs::Gid::from_raw(root.gid);
+        chown(upper, Some(uid), Some(gid))?;
+    }
+    let t = Timespec {
+        tv_sec: i64::from(root.mtime),
+        tv_nsec: 0,
+    };
+    utimensat(
+        CWD,
+        upper,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::empty(),
+    )?;
     Ok(())
 }
 
