@@ -13,7 +13,8 @@
 #   eval "$(scripts/s3-server.sh start)"   # then cargo test -p squashbox-backup
 #
 # Settings (env): SQUASHBOX_S3_DIR (state dir, default /tmp/squashbox-s3),
-# SQUASHBOX_S3_PORT (default 18333; the other components use ports derived from it).
+# SQUASHBOX_S3_PORT (default 18333; the other components use ports derived from it),
+# SQUASHBOX_S3_FRESH=1 (when the server has to be started, begin with an empty store).
 set -euo pipefail
 
 dir="${SQUASHBOX_S3_DIR:-/tmp/squashbox-s3}"
@@ -93,6 +94,9 @@ start() {
     fi
     local weed
     weed="$(install_weed)"
+    if [[ "${SQUASHBOX_S3_FRESH:-}" == 1 ]]; then
+        rm -rf "$dir/data"
+    fi
     mkdir -p "$dir/data"
     cat >"$dir/s3.json" <<JSON
 {
