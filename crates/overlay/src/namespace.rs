@@ -439,7 +439,25 @@ impl Overlay {
         if src.kind == Kind::Dir && src.lowers.is_empty() && lower_at_dst {
             self.upper.set_opaque(pdir.as_fd(), name)?;
         }
-        if lower_at_src {
+        let dst_is_whiteout = dst.is_none()
+            && self
+                .upper
+                .stat_at(npdir.as_fd(), new_name)?
+                .is_some_and(|st| crate::upper::is_whiteout(&st));
+        if dst_is_whiteout && src.kind == Kind::Dir {
+            // A directory cannot replace the whiteout (a non-directory) in one rename:
+            // exchange them, then keep the whiteout at the old name only if it hides something.
+            rustix::fs::renameat_with(
+                pdir.as_fd(),
+                os(name),
+                npdir.as_fd(),
+                os(new_name),
+                RenameFlags::EXCHANGE,
+            )?;
+            if !lower_at_src {
+                rustix::fs::unlinkat(pdir.as_fd(), os(name), AtFlags::empty())?;
+            }
+        } else if lower_at_src {
             match rustix::fs::renameat_with(
                 pdir.as_fd(),
                 os(name),

@@ -118,7 +118,13 @@ fn random_op(rng: &mut StdRng, reference: &Path) -> Op {
     };
     let fresh = |rng: &mut StdRng| -> PathBuf {
         let d = &dirs[rng.random_range(0..dirs.len())];
-        d.join(format!("n{}", rng.random_range(0..12)))
+        // Mostly new names, sometimes names the lower tree uses (whited-out or present).
+        const LOWER_NAMES: [&str; 8] = ["a", "b", "c", "d", "e", "f1", "f2", "s1"];
+        if rng.random_bool(0.3) {
+            d.join(LOWER_NAMES[rng.random_range(0..LOWER_NAMES.len())])
+        } else {
+            d.join(format!("n{}", rng.random_range(0..12)))
+        }
     };
     let data = |rng: &mut StdRng| -> Vec<u8> {
         let n = rng.random_range(0..5000);
@@ -224,4 +230,17 @@ fn random_ops_seed_2_image() {
 #[test]
 fn random_ops_seed_3_kernel_dir() {
     run_seed(3, 1500, LowerKind::KernelDir);
+}
+
+/// Soak mode: `SQUASHBOX_OVERLAY_SOAK=N` runs N more seeds (image lowers) on top of the fixed
+/// ones; the default test run does only the fixed seeds.
+#[test]
+fn random_ops_soak_from_env() {
+    let n: u64 = std::env::var("SQUASHBOX_OVERLAY_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for seed in 100..100 + n {
+        run_seed(seed, 1500, LowerKind::Image);
+    }
 }

@@ -285,6 +285,7 @@ impl Drop for Fixture {
 pub struct ManifestOpts {
     pub mtimes: bool,
     pub owners: bool,
+    pub root_mtime: bool,
 }
 
 impl ManifestOpts {
@@ -292,12 +293,20 @@ impl ManifestOpts {
         ManifestOpts {
             mtimes: true,
             owners: true,
+            root_mtime: true,
+        }
+    }
+    pub fn without_root_mtime(self) -> Self {
+        ManifestOpts {
+            root_mtime: false,
+            ..self
         }
     }
     pub fn no_times() -> Self {
         ManifestOpts {
             mtimes: false,
             owners: true,
+            root_mtime: false,
         }
     }
 }
@@ -323,6 +332,7 @@ pub fn manifest(root: &Path, o: ManifestOpts) -> Manifest {
 pub fn assert_same(a: &Manifest, b: &Manifest, what: &str) {
     let opts = squashbox_testkit::DiffOptions {
         ignore_mtime: !(a.opts.mtimes && b.opts.mtimes),
+        ignore_root_mtime: !(a.opts.root_mtime && b.opts.root_mtime),
         // Directory mtimes of the two implementations legitimately differ only where
         // noted in docs/overlay.md; compare them too.
         ignore_owners: !(a.opts.owners && b.opts.owners),
