@@ -180,7 +180,10 @@ fn info_json_matches_unsquashfs_and_tables_tile_the_image() {
         // mksquashfs writes the tables back to back, in order, up to bytes_used.
         let tables = v["tables"].as_array().unwrap();
         let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["inode", "directory", "fragment", "export", "id", "xattr"]);
+        assert_eq!(
+            names,
+            ["inode", "directory", "fragment", "export", "id", "xattr"]
+        );
         assert_eq!(v["xattr_id_count"].as_u64(), Some(1));
         assert_eq!(v["table_starts"]["inode_table"], tables[0]["start"]);
         for pair in tables.windows(2) {
