@@ -95,3 +95,34 @@ fn image_without_xattrs_lists_none() {
     drop(kernel);
     handle.unmount().unwrap();
 }
+
+#[test]
+fn images_from_our_builder_match_source_and_kernel() {
+    if !can_run() {
+        return;
+    }
+    let fx = edge_fixture();
+    use squashbox_format::Compressor;
+    for compressor in [
+        Compressor::Zstd,
+        Compressor::Gzip,
+        Compressor::Xz,
+        Compressor::Lz4,
+        Compressor::Lzo,
+    ] {
+        let options = squashbox_build::BuildOptions {
+            compressor,
+            ..Default::default()
+        };
+        squashbox_build::build_image(&fx.src, &fx.img, &options).expect("build image");
+        check_image(&fx, &format!("builder {compressor:?}"));
+    }
+    let small_blocks = squashbox_build::BuildOptions {
+        block_size: 4096,
+        fragments: false,
+        ..Default::default()
+    };
+    squashbox_build::build_image(&fx.src, &fx.img, &small_blocks).expect("build image");
+    check_image(&fx, "builder 4K blocks, no fragments");
+    common::assert_no_mounts_under(fx.tmp.path());
+}
