@@ -19,6 +19,10 @@ use crate::{BuildError, BuildOptions, BuildSummary};
 const WINDOW_PER_THREAD: usize = 4 << 20;
 /// Jobs in flight per worker thread (bounds open files for trees of tiny files).
 const JOBS_PER_THREAD: usize = 64;
+/// Closed fragments being compressed before the oldest is written. A constant (not a
+/// function of the thread count): where fragments land in the image depends on it, and the
+/// image must not depend on the number of threads.
+const FRAGMENT_LOOKAHEAD: usize = 16;
 
 fn validate(options: &BuildOptions) -> Result<usize, BuildError> {
     let bs = options.block_size;
@@ -115,7 +119,7 @@ pub(crate) fn run(
         dedup: options.dedup,
         window_bytes: (threads * WINDOW_PER_THREAD).max(threads * 2 * options.block_size as usize),
         max_jobs: threads * JOBS_PER_THREAD,
-        fragment_lookahead: threads * 2,
+        fragment_lookahead: FRAGMENT_LOOKAHEAD,
     };
     let data = write_data(&mut writer, image.file(), inputs, &pool, config, &mut |n| {
         progress.inc(n)

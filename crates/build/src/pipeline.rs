@@ -140,6 +140,7 @@ struct Pipeline<'a, W: ImageSink> {
     // results
     result: DataResult,
     dedup_map: HashMap<(u64, u128), usize>,
+    zero_hash: u128,
 }
 
 /// Number of full-size (or, without fragments, final partial) block jobs and tail length.
@@ -195,6 +196,7 @@ pub fn write_data<W: ImageSink>(
             input_bytes: 0,
         },
         dedup_map: HashMap::new(),
+        zero_hash: xxh3_128(&vec![0u8; config.block_size as usize]),
         config,
     };
     pipeline.run(progress)?;
@@ -278,9 +280,18 @@ impl<W: ImageSink> Pipeline<'_, W> {
             let files = Arc::clone(&self.files);
             let codec = self.codec.clone();
             let tx = self.tx.clone();
+            let zero_hash = self.zero_hash;
             self.pool.spawn(move || {
-                let (hash, out) = match read_block(&files[file].path, offset, len) {
-                    Ok(data) => {
+                let (hash, out) = match read_block(&files[file].path, offset, len, !is_tail) {
+                    Ok(None) => {
+                        let hash = if len as u64 == bs {
+                            zero_hash
+                        } else {
+                            xxh3_128(&vec![0u8; len])
+                        };
+                        (hash, Ok(Stored::Sparse))
+                    }
+                    Ok(Some(data)) => {
                         let hash = xxh3_128(&data);
                         let out = if is_tail {
                             Ok(Stored::Tail(data))
@@ -566,11 +577,31 @@ fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, String> {
     }
 }
 
-fn read_block(path: &std::path::Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+/// Read `len` bytes at `offset`. With `detect_holes`, a range lying entirely in a hole of a
+/// sparse file is reported as `None` without reading it (so huge sparse files cost nothing).
+fn read_block(
+    path: &std::path::Path,
+    offset: u64,
+    len: usize,
+    detect_holes: bool,
+) -> io::Result<Option<Vec<u8>>> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    if detect_holes {
+        match rustix::fs::seek(&file, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(data) if data >= offset + len as u64 => return Ok(None),
+            // No data at or after `offset`: the rest of the file is a hole.
+            Err(rustix::io::Errno::NXIO) => {
+                let size = file.metadata()?.len();
+                if size >= offset + len as u64 {
+                    return Ok(None);
+                }
+            }
+            _ => {}
+        }
+    }
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -579,5 +610,5 @@ fn read_block(path: &std::path::Path, offset: u64, len: usize) -> io::Result<Vec
             e
         }
     })?;
-    Ok(buf)
+    Ok(Some(buf))
 }
