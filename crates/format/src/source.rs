@@ -42,7 +42,10 @@ fn read_from_slice(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
 }
 
 fn eof() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the image")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "read past the end of the image",
+    )
 }
 
 impl ReadAt for Vec<u8> {
