@@ -272,22 +272,30 @@ impl Store {
     /// only have data (uncommitted leftovers), as `(id, has_meta)`.
     pub(crate) fn list_ids(&self) -> Result<Vec<(String, bool)>, object_store::Error> {
         let prefix = self.key("backups");
-        let objects: Vec<_> =
-            block_on(async { self.inner.list(Some(&prefix)).try_collect::<Vec<_>>().await })?;
-        let mut ids: std::collections::BTreeMap<String, bool> = Default::default();
-        let base: Vec<_> = prefix.parts().collect();
-        for o in objects {
-            let parts: Vec<_> = o.location.parts().collect();
-            if parts.len() != base.len() + 2 || parts[..base.len()] != base[..] {
-                continue;
+        let base: Vec<String> = prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        // Streamed: memory grows with the number of backups, not of listed objects.
+        let ids = block_on(async {
+            let mut ids: std::collections::BTreeMap<String, bool> = Default::default();
+            let mut listing = self.inner.list(Some(&prefix));
+            while let Some(object) = listing.next().await {
+                let object = object?;
+                let parts: Vec<_> = object.location.parts().collect();
+                if parts.len() != base.len() + 2
+                    || parts[..base.len()]
+                        .iter()
+                        .zip(&base)
+                        .any(|(a, b)| a.as_ref() != b)
+                {
+                    continue;
+                }
+                let id = parts[base.len()].as_ref().to_string();
+                let entry = ids.entry(id).or_insert(false);
+                if parts[base.len() + 1].as_ref() == "meta.json" {
+                    *entry = true;
+                }
             }
-            let id = parts[base.len()].as_ref().to_string();
-            let file = parts[base.len() + 1].as_ref();
-            let entry = ids.entry(id).or_insert(false);
-            if file == "meta.json" {
-                *entry = true;
-            }
-        }
+            Ok::<_, object_store::Error>(ids)
+        })?;
         Ok(ids.into_iter().collect())
     }
 
