@@ -3,8 +3,9 @@
 //! A file inode is followed by one u32 size word per full data block (low 24 bits stored
 //! size, bit 24 stored uncompressed, 0 = sparse block of zeros). Blocks are stored back to back
 //! from `blocks_start`; the tail shorter than a block lives in a fragment block when the inode
-//! names one. The decoded block list (with an offset every [`CHECKPOINT`] blocks) is cached per
-//! inode so sequential reads of a large file cost O(1) per block, not O(blocks).
+//! names one. A validated checkpoint every [`CHECKPOINT`] blocks (data offset and the position of
+//! the size word) is cached per inode, so a read of any block costs at most 64 size words of
+//! cached metadata, and sequential reads of a large file are O(1) per block, not O(blocks).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,40 +13,43 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layout::DATA_UNCOMPRESSED;
 
+use super::metadata::MetaCursor;
 use super::{Archive, Inode, InodeKind, InodeRef};
 
-/// Blocks between stored absolute offsets in a [`FileLayout`].
+/// Blocks per checkpoint in a [`FileLayout`].
 const CHECKPOINT: usize = 64;
 /// Low 24 bits of a size word: stored size.
 const SIZE_MASK: u32 = DATA_UNCOMPRESSED - 1;
-/// Block-list words decoded per metadata read.
-const WORDS_PER_READ: usize = 1024;
+
+/// Where block `k * CHECKPOINT` of a file is described and stored.
+#[derive(Clone, Copy)]
+struct Checkpoint {
+    /// Image offset of the block's data.
+    data: u64,
+    /// Inode-table metadata block holding the block's size word.
+    word_block: u64,
+    /// Offset of the size word in that (decoded) block.
+    word_offset: u16,
+}
 
 /// The decoded data layout of one regular file.
+///
+/// Only every 64th block's position is kept (24 bytes per 64 blocks); the size words between
+/// are re-read from the cached inode table on demand. That keeps memory small even for a
+/// hostile inode table that decompresses to a huge block list of sparse blocks.
 pub(crate) struct FileLayout {
     size: u64,
     blocks_start: u64,
     fragment: Option<(u32, u32)>,
-    words: Vec<u32>,
-    /// Image offset of block `k * CHECKPOINT`.
-    checkpoints: Vec<u64>,
+    block_count: usize,
+    checkpoints: Vec<Checkpoint>,
     /// Bytes of the file not in sparse blocks.
     allocated: u64,
 }
 
 impl FileLayout {
     fn weight(&self) -> usize {
-        self.words.len() * 4 + self.checkpoints.len() * 8 + 96
-    }
-
-    /// Image offset of block `i`.
-    fn block_offset(&self, i: usize) -> u64 {
-        let base = i / CHECKPOINT * CHECKPOINT;
-        self.checkpoints[i / CHECKPOINT]
-            + self.words[base..i]
-                .iter()
-                .map(|w| u64::from(w & SIZE_MASK))
-                .sum::<u64>()
+        self.checkpoints.len() * std::mem::size_of::<Checkpoint>() + 96
     }
 }
 
@@ -64,6 +68,8 @@ impl Archive {
         Ok(layout)
     }
 
+    /// Decode and validate the whole block list once: every size word well-formed and every
+    /// block inside the data area.
     fn decode_layout(&self, r: InodeRef) -> Result<FileLayout> {
         let decoded = self.decode_inode(r)?;
         let InodeKind::File {
@@ -83,21 +89,24 @@ impl Archive {
         let block_size = u64::from(self.superblock.block_size);
         let data_end = self.tables.inode.start;
         let count = block_count as usize;
-        // Grow with what is actually decoded, never by the claimed count up front.
-        let mut words = Vec::with_capacity(count.min(WORDS_PER_READ));
+        // Grows with what is actually decoded, never by the claimed count up front.
         let mut checkpoints = Vec::with_capacity(count.div_ceil(CHECKPOINT).min(64));
         let mut offset = blocks_start;
         let mut allocated = 0u64;
-        let mut raw = [0u8; WORDS_PER_READ * 4];
-        while words.len() < count {
-            let n = (count - words.len()).min(WORDS_PER_READ);
-            cursor.read(self, &mut raw[..n * 4])?;
-            for chunk in raw[..n * 4].chunks_exact(4) {
+        let mut raw = [0u8; CHECKPOINT * 4];
+        let mut i = 0usize;
+        while i < count {
+            // One checkpoint per run of CHECKPOINT words.
+            let (word_block, word_offset) = cursor.position(self)?;
+            checkpoints.push(Checkpoint {
+                data: offset,
+                word_block,
+                word_offset: word_offset as u16,
+            });
+            let take = (count - i).min(CHECKPOINT);
+            cursor.read(self, &mut raw[..take * 4])?;
+            for chunk in raw[..take * 4].chunks_exact(4) {
                 let word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
-                let i = words.len();
-                if i % CHECKPOINT == 0 {
-                    checkpoints.push(offset);
-                }
                 let stored = u64::from(word & SIZE_MASK);
                 if word & !(SIZE_MASK | DATA_UNCOMPRESSED) != 0 || stored > block_size {
                     return Err(Error::corrupt(
@@ -106,8 +115,7 @@ impl Archive {
                     ));
                 }
                 if stored != 0 {
-                    let logical = block_size.min(size - i as u64 * block_size);
-                    allocated += logical;
+                    allocated += block_size.min(size - i as u64 * block_size);
                 }
                 offset += stored;
                 if offset > data_end {
@@ -116,7 +124,7 @@ impl Archive {
                         offset - stored,
                     ));
                 }
-                words.push(word);
+                i += 1;
             }
         }
         if fragment.is_some() {
@@ -126,10 +134,30 @@ impl Archive {
             size,
             blocks_start,
             fragment,
-            words,
+            block_count: count,
             checkpoints,
             allocated,
         })
+    }
+
+    /// Image offset and size word of block `i` of `layout`, re-read from the inode table.
+    fn block_entry(&self, layout: &FileLayout, i: usize) -> Result<(u64, u32)> {
+        let checkpoint = layout.checkpoints[i / CHECKPOINT];
+        let mut cursor = MetaCursor::new(
+            self.tables.inode,
+            checkpoint.word_block,
+            usize::from(checkpoint.word_offset),
+        )?;
+        let words = i % CHECKPOINT + 1;
+        let mut raw = [0u8; CHECKPOINT * 4];
+        cursor.read(self, &mut raw[..words * 4])?;
+        let mut offset = checkpoint.data;
+        let mut word = 0;
+        for chunk in raw[..words * 4].chunks_exact(4) {
+            word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+            offset += u64::from(word & SIZE_MASK);
+        }
+        Ok((offset - u64::from(word & SIZE_MASK), word))
     }
 
     /// Read from regular file `file` at `offset` (see [`Archive::read_at`]).
@@ -152,15 +180,14 @@ impl Archive {
             let index = pos / block_size;
             let within = (pos % block_size) as usize;
             let n;
-            if index < layout.words.len() as u64 {
-                let i = index as usize;
+            if index < layout.block_count as u64 {
                 let logical = block_size.min(layout.size - index * block_size) as usize;
                 n = (logical - within).min(want - done);
-                let word = layout.words[i];
+                let (block_offset, word) = self.block_entry(&layout, index as usize)?;
                 if word & SIZE_MASK == 0 {
                     buf[done..done + n].fill(0);
                 } else {
-                    let block = self.data_block(layout.block_offset(i), word, logical)?;
+                    let block = self.data_block(block_offset, word, logical)?;
                     buf[done..done + n].copy_from_slice(&block[within..within + n]);
                 }
             } else {

@@ -219,6 +219,14 @@ impl MetaCursor {
         }
     }
 
+    /// The current position as (block image offset, offset in block), normalised so the
+    /// offset lies inside the block (moving past an exhausted block). Suitable for
+    /// [`MetaCursor::new`] later.
+    pub(crate) fn position(&mut self, archive: &Archive) -> Result<(u64, usize)> {
+        self.ensure(archive)?;
+        Ok((self.block, self.offset))
+    }
+
     /// Fill `buf` from the chain.
     pub(crate) fn read(&mut self, archive: &Archive, buf: &mut [u8]) -> Result<()> {
         let mut filled = 0;
