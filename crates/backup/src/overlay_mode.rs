@@ -177,11 +177,25 @@ pub(crate) fn unmount_previous(target: &Path, state_dir: &Path) -> Result<bool> 
         if pid_alive(rec.pid) && rec.pid != std::process::id() {
             end_foreign_mount(rec)?;
             ended = true;
+        } else {
+            // The serving process died (or this process lost its handle): its FUSE mount, if
+            // still there, is dead ("transport endpoint is not connected"). Detach it so the
+            // directory is usable again; EINVAL just means nothing is mounted.
+            use rustix::mount::{unmount, UnmountFlags};
+            ended = unmount(&rec.dir, UnmountFlags::DETACH).is_ok();
         }
     }
     if let Some(rec) = record {
         cleanup_layers(&rec);
         remove_record(state_dir, target);
+    }
+    // Whatever the records say, a dead FUSE mount on the target (its server killed) must go
+    // before anything can be mounted or swapped there.
+    if let Err(e) = std::fs::symlink_metadata(target) {
+        if e.raw_os_error() == Some(libc::ENOTCONN) {
+            use rustix::mount::{unmount, UnmountFlags};
+            ended |= unmount(target, UnmountFlags::DETACH).is_ok();
+        }
     }
     Ok(ended)
 }

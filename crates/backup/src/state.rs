@@ -73,7 +73,7 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Every record whose serving process is alive; records of dead processes are removed.
+/// Every record whose serving process is alive.
 pub fn active_restores(state_dir: &Path) -> Vec<RestoreRecord> {
     let Ok(entries) = std::fs::read_dir(state_dir.join("restores")) else {
         return Vec::new();
@@ -87,10 +87,11 @@ pub fn active_restores(state_dir: &Path) -> Vec<RestoreRecord> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        match serde_json::from_slice::<RestoreRecord>(&bytes) {
-            Ok(r) if pid_alive(r.pid) => out.push(r),
-            _ => {
-                let _ = std::fs::remove_file(&path);
+        // Records of dead servers stay: the next restore or unmount of that directory uses
+        // them to detach the dead mount and remove the upper dir.
+        if let Ok(r) = serde_json::from_slice::<RestoreRecord>(&bytes) {
+            if pid_alive(r.pid) {
+                out.push(r);
             }
         }
     }

@@ -316,3 +316,40 @@ fn s3_store_through_the_cli() {
     ctx.ok_json(&["delete", &id, "--json"]);
     assert_eq!(ctx.ok_json(&["list", "--json"]), serde_json::json!([]));
 }
+
+#[test]
+fn restore_recovers_from_a_killed_restore_server() {
+    if !squashbox_testkit::require_fuse() {
+        return;
+    }
+    let ctx = Ctx::new();
+    let dir = ctx.path("proj");
+    make_tree(&dir);
+    let h = ctx.ok_json(&["backup", s(&dir), "--json"]);
+    let id = h["id"].as_str().unwrap().to_string();
+    let _guard = Unmount(&ctx, dir.clone());
+    ctx.ok_json(&["restore", &id, "--json"]);
+    let pid = status(&ctx)[0]["pid"].as_u64().unwrap();
+    // Kill the server we started: its FUSE mount is left dead.
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_gone(pid));
+    assert!(
+        status(&ctx).is_empty(),
+        "a dead server is not an active restore"
+    );
+    // A new restore detaches the dead mount and mounts afresh.
+    ctx.ok_json(&["restore", &id, "--json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    let st = status(&ctx);
+    assert_eq!(st.len(), 1);
+    assert_ne!(st[0]["pid"].as_u64().unwrap(), pid);
+    let out = ctx.run(&["umount", s(&dir)]);
+    assert!(out.success(), "{}", out.describe());
+}
