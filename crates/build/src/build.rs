@@ -6,6 +6,7 @@ use std::path::Path;
 use squashbox_format::compress::Codec;
 use squashbox_format::layout::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use squashbox_format::writer::{FinishOptions, ImageWriter};
+use squashbox_format::Compressor;
 
 use crate::filter::Filter;
 use crate::inodes::{write_inodes, InodeOptions};
@@ -43,13 +44,47 @@ fn validate(options: &BuildOptions) -> Result<usize, BuildError> {
     Ok(threads)
 }
 
+/// zstd's level when none is given: 3 keeps builds fast (the codec's own default follows
+/// mksquashfs, 15, which costs about 5x the CPU for a few percent of size).
+const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Phase timings on stderr when `SQUASHBOX_BUILD_TIMING` is set (for benchmarking).
+struct PhaseTimer {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer {
+            enabled: std::env::var_os("SQUASHBOX_BUILD_TIMING").is_some(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn phase(&mut self, name: &str) {
+        if self.enabled {
+            eprintln!(
+                "squashbox-build: {name}: {:.3}s",
+                self.last.elapsed().as_secs_f64()
+            );
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 pub(crate) fn run(
     source: &Path,
     dest: &Path,
     options: &BuildOptions,
 ) -> Result<BuildSummary, BuildError> {
     let threads = validate(options)?;
-    let codec = Codec::for_writing(options.compressor, options.level, options.block_size)
+    let mut timer = PhaseTimer::new();
+    let level = match (options.level, options.compressor) {
+        (None, Compressor::Zstd) => Some(DEFAULT_ZSTD_LEVEL),
+        (level, _) => level,
+    };
+    let codec = Codec::for_writing(options.compressor, level, options.block_size)
         .map_err(|e| BuildError::InvalidOptions(e.to_string()))?;
     let source = source.canonicalize().map_err(|e| BuildError::Source {
         path: source.to_path_buf(),
@@ -64,6 +99,7 @@ pub(crate) fn run(
         skip_file: Some(image.dev_ino()?),
     };
     let mut tree = walk(&source, &filter, &walk_options)?;
+    timer.phase("walk");
     if !tree.unreadable.is_empty() && !options.skip_unreadable {
         return Err(BuildError::Unreadable {
             paths: std::mem::take(&mut tree.unreadable),
@@ -125,6 +161,7 @@ pub(crate) fn run(
         progress.inc(n)
     })?;
     progress.finish();
+    timer.phase("data");
 
     let mut unreadable = std::mem::take(&mut tree.unreadable);
     let mut file_data = vec![None; tree.nodes.len()];
@@ -160,7 +197,9 @@ pub(crate) fn run(
         deduplicated: options.dedup,
         fragments: options.fragments,
     })?;
+    timer.phase("inodes and tables");
     image.commit()?;
+    timer.phase("sync and rename");
 
     Ok(BuildSummary {
         inodes: u64::from(inodes.inode_count),

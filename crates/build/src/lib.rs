@@ -26,7 +26,7 @@ use squashbox_format::Compressor;
 pub struct BuildOptions {
     /// Compressor (default zstd).
     pub compressor: Compressor,
-    /// Compression level (`None`: the compressor's default).
+    /// Compression level (`None`: the compressor's default, except zstd: level 3).
     pub level: Option<i32>,
     /// Data block size, a power of two from 4 KiB to 1 MiB (default 128 KiB).
     pub block_size: u32,
