@@ -7,7 +7,8 @@
 #   REPEATS  runs per test and file system; the median is reported (default 3)
 # Env: SQUASHBOX=path to the squashbox binary (default target/release/squashbox),
 #      MKSQUASHFS_ARGS extra mksquashfs arguments (default: none, i.e. gzip, 128 KiB blocks),
-#      SQUASHBOX_MOUNT_ARGS extra `squashbox mount` arguments (e.g. "--threads 4").
+#      SQUASHBOX_MOUNT_ARGS extra `squashbox mount` arguments (e.g. "--threads 4"),
+#      FILESYSTEMS which to run (default "squashbox squashfuse kernel"; ratios need all three).
 #
 # Every run is cold: the file system is mounted afresh (a new daemon for the FUSE ones, so no
 # user-space cache survives) and the kernel caches are dropped (echo 3 > drop_caches) before
@@ -128,7 +129,7 @@ PY
 }
 
 declare -A result rss
-fss=(squashbox squashfuse kernel)
+read -r -a fss <<<"${FILESYSTEMS:-squashbox squashfuse kernel}"
 tests=(walk read par4 rand4k)
 for fs in "${fss[@]}"; do
     rss[$fs]=0
@@ -161,10 +162,14 @@ echo
 echo "| test | squashbox | squashfuse | kernel | squashfuse / squashbox | squashbox / kernel |"
 echo "|---|---|---|---|---|---|"
 for t in "${tests[@]}"; do
-    a=${result[squashbox.$t]} b=${result[squashfuse.$t]} c=${result[kernel.$t]}
+    a=${result[squashbox.$t]:-0} b=${result[squashfuse.$t]:-0} c=${result[kernel.$t]:-0}
+    if [[ ${#fss[@]} -lt 3 ]]; then
+        echo "| $t | $a | $b | $c | - | - |"
+        continue
+    fi
     printf '| %s | %.3f | %.3f | %.3f | %.2fx | %.2fx |\n' "$t" "$a" "$b" "$c" \
         "$(echo "$b / $a" | bc -l)" "$(echo "$a / $c" | bc -l)"
 done
 echo
-echo "Peak daemon RSS (VmHWM): squashbox $((rss[squashbox] / 1024)) MiB," \
-     "squashfuse $((rss[squashfuse] / 1024)) MiB"
+echo "Peak daemon RSS (VmHWM): squashbox $((${rss[squashbox]:-0} / 1024)) MiB," \
+     "squashfuse $((${rss[squashfuse]:-0} / 1024)) MiB"

@@ -379,8 +379,10 @@ fn erofs() -> Errno {
 impl Filesystem for SquashFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = [
+            // Always readdirplus (no READDIRPLUS_AUTO): the kernel otherwise falls back to
+            // plain readdir after the first buffer of a directory and then needs one LOOKUP
+            // round trip per entry when `find`/`ls -l` stat them.
             InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_ASYNC_READ,

@@ -16,8 +16,9 @@ use squashbox_mount::{mount, open_options_for_cache_size, MountOptions, UnmountM
 
 use crate::error::{CliError, CliResult, Context};
 
-/// Default total cache budget.
-const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// Default total cache budget: 32 MiB keeps the daemon under ~80 MB RSS on a cold full read
+/// of a 536 MiB tree with no measurable slowdown (64 MiB peaked at 124 MB RSS).
+const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 /// Arguments of `squashbox mount`.
 #[derive(clap::Args)]
