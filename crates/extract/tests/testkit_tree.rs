@@ -5,8 +5,7 @@
 use squashbox_extract::{extract, ExtractOptions};
 use squashbox_format::Archive;
 use squashbox_testkit::{
-    assert_trees_equal, mksquashfs, require_tool, tempfile, DiffOptions, EdgeTree,
-    EdgeTreeOptions,
+    assert_trees_equal, mksquashfs, require_tool, tempfile, DiffOptions, EdgeTree, EdgeTreeOptions,
 };
 
 #[test]
@@ -28,5 +27,8 @@ fn full_edge_tree_round_trips_through_mksquashfs_and_extract() {
     use std::os::unix::fs::MetadataExt;
     let huge = std::fs::metadata(dest.join(squashbox_testkit::tree::HUGE_SPARSE_PATH)).unwrap();
     assert_eq!(huge.size(), squashbox_testkit::tree::HUGE_SPARSE_SIZE);
-    assert!(huge.blocks() * 512 < 64 << 20, "huge sparse file was written out");
+    assert!(
+        huge.blocks() * 512 < 64 << 20,
+        "huge sparse file was written out"
+    );
 }
