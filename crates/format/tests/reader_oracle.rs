@@ -213,6 +213,22 @@ fn path_lookup_rules() {
     for bad in [&b""[..], b".", b"..", b"a/b"] {
         assert!(archive.lookup(&root, bad).unwrap().is_none());
     }
+    // Resuming a small (unindexed) listing after every entry yields exactly the rest.
+    let dir = archive.lookup_path("dir").unwrap();
+    let all: Vec<_> = archive
+        .read_dir(&dir)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(all.len() > 10);
+    for (i, entry) in all.iter().enumerate() {
+        let rest: Vec<_> = archive
+            .read_dir_from(&dir, entry.next_position)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rest, all[i + 1..], "resume after {i}");
+    }
     // Reading past the end gives 0.
     let f = archive.lookup_path("dir/rand_100").unwrap();
     assert_eq!(archive.read_at(&f, 100, &mut [0u8; 8]).unwrap(), 0);
