@@ -38,9 +38,12 @@ pub mod tree;
 pub use hash::{ContentHash, ContentHasher};
 pub use manifest::{assert_trees_equal, diff, DiffOptions, Difference, Entry, EntryKind, Manifest};
 pub use mounts::{is_mounted, wait_for_mount, LoopMount, MountGuard};
-pub use process::{mksquashfs, run_with_timeout, unsquashfs_list, TimedOutput, DEFAULT_TIMEOUT};
+pub use process::{
+    mksquashfs, require_squashbox_bin, run_with_timeout, squashbox_bin, unsquashfs_list,
+    TimedOutput, DEFAULT_TIMEOUT,
+};
 pub use skip::{
-    in_ci, require_fuse, require_loop, require_root, require_tool, skip_or_fail, tool_path,
+    in_ci, is_root, require_fuse, require_loop, require_root, require_tool, skip_or_fail, tool_path,
 };
 pub use tree::{EdgeTree, EdgeTreeOptions};
 

@@ -188,3 +188,33 @@ pub fn unsquashfs_list(img: &Path) -> Vec<String> {
     );
     out.stdout_text().lines().map(str::to_string).collect()
 }
+
+/// The `squashbox` binary built in this target directory (`$SQUASHBOX_BIN` overrides), found
+/// next to the running test executable's `deps/` directory. Cargo builds it for
+/// `cargo test --workspace`; `scripts/test.sh` builds all binaries first. `None` if absent.
+pub fn squashbox_bin() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("SQUASHBOX_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?;
+    if dir.ends_with("deps") {
+        dir = dir.parent()?;
+    }
+    let candidate = dir.join("squashbox");
+    candidate.is_file().then_some(candidate)
+}
+
+/// [`squashbox_bin`], or a skip (a failure under `CI=true`) when it is not built.
+#[track_caller]
+pub fn require_squashbox_bin() -> Option<std::path::PathBuf> {
+    match squashbox_bin() {
+        Some(p) => Some(p),
+        None => {
+            crate::skip::skip_or_fail(
+                "the squashbox binary is not built (cargo build -p squashbox-cli)",
+            );
+            None
+        }
+    }
+}

@@ -43,11 +43,16 @@ pub fn skip_or_fail(reason: impl AsRef<str>) -> bool {
     false
 }
 
+/// True when the process runs as root (effective uid 0). Never skips: for choosing options.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// True when running as root (effective uid 0).
 #[track_caller]
 pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if is_root() {
         true
     } else {
         skip_or_fail("this test needs root")

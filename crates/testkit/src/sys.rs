@@ -168,3 +168,26 @@ pub fn next_data(file: &std::fs::File, offset: u64, size: u64) -> io::Result<Opt
     }
     Ok(Some((start as u64, (end as u64).min(size))))
 }
+
+/// Create a fifo with permission bits `mode`.
+pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    mknod(path, libc::S_IFIFO | (mode & 0o7777), 0)
+}
+
+/// Make `cmd`'s child run with an address-space limit of `bytes` (`RLIMIT_AS`), so an
+/// unbounded allocation aborts it (visible as death by a signal) instead of exhausting the
+/// machine.
+pub fn limit_address_space(cmd: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
+    // is async-signal-safe, allocates nothing and reads only the captured integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            check(libc::setrlimit(libc::RLIMIT_AS, &lim))
+        });
+    }
+}
