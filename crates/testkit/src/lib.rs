@@ -10,7 +10,11 @@
 //! - [`manifest`]: [`Manifest::scan`] records every field of a tree; [`diff`] compares two
 //!   manifests field by field and describes each difference.
 //! - [`mounts`]: RAII guards [`LoopMount`] and [`MountGuard`] that always unmount on drop.
-//! - [`process`]: [`run_with_timeout`] (never hang a test) and [`mksquashfs`] (the real tool).
+//! - [`process`]: [`run_with_timeout`] (never hang a test), [`mksquashfs`] (the real tool),
+//!   [`squashbox_bin`]/[`require_squashbox_bin`] (the built CLI binary).
+//! - [`sys`]: xattrs, mknod/mkfifo, lchown, no-follow mtimes, and
+//!   [`sys::limit_address_space`] (run a child under `RLIMIT_AS` so a runaway allocation aborts).
+//! - [`hash`]: [`ContentHasher`], a content hash where holes and written zeros hash the same.
 //!
 //! ```no_run
 //! use squashbox_testkit::*;
