@@ -124,7 +124,7 @@ impl OverlayFs {
     fn getattr_inner(&self, id: u64, fh: Option<FileHandle>) -> io::Result<FileAttr> {
         if let Some(fh) = fh {
             if let Ok(h) = self.handle(fh) {
-                if let Handle::Upper(fd) = &*h {
+                if let Handle::Upper { fd, .. } = &*h {
                     let st = rustix::fs::fstat(fd)?;
                     let state = self.ov.state_of(id).ok_or_else(|| errno(libc::ENOENT))?;
                     return Ok(self.ov.attr_from_upper(&state, &st));
@@ -135,10 +135,19 @@ impl OverlayFs {
         match self.ov.ctx(id) {
             Ok(ctx) => self.ov.attr(&ctx),
             Err(e) => {
-                // A detached node still open through a lower handle.
-                match self.ov.state_of(id) {
-                    Some(st) if !st.upper => self.ov.attr_from_lower(&st),
-                    _ => Err(e),
+                // A detached (unlinked) node that is still open: answer from an open
+                // descriptor (the kernel's fstat carries no file handle).
+                let state = self.ov.state_of(id).ok_or(e)?;
+                if !state.upper {
+                    return self.ov.attr_from_lower(&state);
+                }
+                let open = self.ov.handles.lock().values().find_map(|h| match &**h {
+                    Handle::Upper { node, fd } if *node == id => Some(rustix::fs::fstat(fd)),
+                    _ => None,
+                });
+                match open {
+                    Some(st) => Ok(self.ov.attr_from_upper(&state, &st?)),
+                    None => Err(errno(libc::ENOENT)),
                 }
             }
         }
@@ -151,10 +160,11 @@ impl OverlayFs {
         name: &[u8],
         state: NodeState,
         st: &rustix::fs::Stat,
-    ) -> FileAttr {
+    ) -> (FileAttr, Generation) {
         let attr = self.ov.attr_from_upper(&state, st);
-        self.ov.table.lock().insert_lookup(parent, name, state);
-        attr
+        let mut t = self.ov.table.lock();
+        let id = t.insert_lookup(parent, name, state);
+        (attr, Generation(t.generation(id)))
     }
 
     fn setattr_inner(&self, id: u64, a: SetAttr, fh: Option<FileHandle>) -> io::Result<FileAttr> {
@@ -169,7 +179,7 @@ impl OverlayFs {
         // Truncation through an open upper descriptor needs no path.
         let upper_fd = fh
             .and_then(|fh| self.handle(fh).ok())
-            .filter(|h| matches!(**h, Handle::Upper(_)));
+            .filter(|h| matches!(**h, Handle::Upper { .. }));
         let ctx = {
             let _g = self.ov.ns.write();
             match self.ov.copy_up_node(id) {
@@ -182,7 +192,7 @@ impl OverlayFs {
         let Some(ctx) = ctx else {
             // Detached (unlinked) but open: operate on the descriptor only.
             let h = upper_fd.ok_or_else(|| errno(libc::ENOENT))?;
-            let Handle::Upper(fd) = &*h else {
+            let Handle::Upper { fd, .. } = &*h else {
                 return Err(errno(libc::ENOENT));
             };
             if let Some(sz) = size {
@@ -227,7 +237,7 @@ impl OverlayFs {
         }
         if let Some(sz) = size {
             match upper_fd.as_deref() {
-                Some(Handle::Upper(fd)) => rustix::fs::ftruncate(fd, sz)?,
+                Some(Handle::Upper { fd, .. }) => rustix::fs::ftruncate(fd, sz)?,
                 _ => {
                     if ctx.state.kind != Kind::File {
                         return Err(errno(libc::EINVAL));
@@ -284,7 +294,7 @@ impl OverlayFs {
         }
         let _g = self.ov.ns.read();
         let fd = self.open_upper(&ctx.path, flags)?;
-        Ok((Handle::Upper(fd), FopenFlags::empty()))
+        Ok((Handle::Upper { node: id, fd }, FopenFlags::empty()))
     }
 
     fn open_upper(&self, path: &[u8], flags: i32) -> io::Result<OwnedFd> {
@@ -311,7 +321,7 @@ impl OverlayFs {
         let h = self.handle(fh)?;
         let mut buf = vec![0u8; size as usize];
         let n = match &*h {
-            Handle::Upper(fd) => sys::pread_full(fd, &mut buf, offset)?,
+            Handle::Upper { fd, .. } => sys::pread_full(fd, &mut buf, offset)?,
             Handle::Lower { node, file, upper } => {
                 if let Some(fd) = upper.get() {
                     sys::pread_full(fd, &mut buf, offset)?
@@ -343,7 +353,7 @@ impl OverlayFs {
     fn upper_fd(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
         let h = self.handle(fh)?;
         match &*h {
-            Handle::Upper(_) => Ok(h),
+            Handle::Upper { .. } => Ok(h),
             _ => Err(errno(libc::EBADF)),
         }
     }
@@ -449,8 +459,8 @@ impl OverlayFs {
             self.ov
                 .create_object(parent, name.as_bytes(), obj, caller(req))
         );
-        let attr = self.enter_created(parent, name.as_bytes(), c.state, &c.stat);
-        reply.entry(&self.ttl(), &attr, Generation(0));
+        let (attr, generation) = self.enter_created(parent, name.as_bytes(), c.state, &c.stat);
+        reply.entry(&self.ttl(), &attr, generation);
     }
 }
 
@@ -484,11 +494,12 @@ impl Filesystem for OverlayFs {
             state: state.clone(),
         };
         let attr = tri!(reply, self.ov.attr(&child));
-        self.ov
-            .table
-            .lock()
-            .insert_lookup(parent.0, name.as_bytes(), state);
-        reply.entry(&self.ttl(), &attr, Generation(0));
+        let generation = {
+            let mut t = self.ov.table.lock();
+            let id = t.insert_lookup(parent.0, name.as_bytes(), state);
+            Generation(t.generation(id))
+        };
+        reply.entry(&self.ttl(), &attr, generation);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -574,6 +585,10 @@ impl Filesystem for OverlayFs {
         let kind = Kind::from_mode(mode);
         if kind == Kind::Dir || kind == Kind::Symlink {
             return reply.error(Errno::EINVAL);
+        }
+        if kind == Kind::Char && rdev == 0 {
+            // That is a whiteout on disk; kernel overlayfs refuses it the same way.
+            return reply.error(Errno::EPERM);
         }
         self.create_reply_entry(
             parent.0,
@@ -665,8 +680,8 @@ impl Filesystem for OverlayFs {
     ) {
         let _g = self.ov.ns.write();
         let (state, st) = tri!(reply, self.ov.link(ino.0, newparent.0, newname.as_bytes()));
-        let attr = self.enter_created(newparent.0, newname.as_bytes(), state, &st);
-        reply.entry(&self.ttl(), &attr, Generation(0));
+        let (attr, generation) = self.enter_created(newparent.0, newname.as_bytes(), state, &st);
+        reply.entry(&self.ttl(), &attr, generation);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -703,7 +718,7 @@ impl Filesystem for OverlayFs {
         reply: ReplyWrite,
     ) {
         let h = tri!(reply, self.upper_fd(fh));
-        let Handle::Upper(fd) = &*h else {
+        let Handle::Upper { fd, .. } = &*h else {
             return reply.error(Errno::EBADF);
         };
         tri!(reply, sys::pwrite_all(fd.as_fd(), data, offset));
@@ -744,7 +759,7 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         let h = tri!(reply, self.handle(fh));
-        if let Handle::Upper(fd) = &*h {
+        if let Handle::Upper { fd, .. } = &*h {
             let r = if datasync {
                 rustix::fs::fdatasync(fd)
             } else {
@@ -902,9 +917,10 @@ impl Filesystem for OverlayFs {
         let Some(fd) = c.fd else {
             return reply.error(Errno::EIO);
         };
-        let attr = self.enter_created(parent.0, name.as_bytes(), c.state, &c.stat);
-        let fh = self.add_handle(Handle::Upper(fd));
-        reply.created(&self.ttl(), &attr, Generation(0), fh, FopenFlags::empty());
+        let ino = c.state.ino;
+        let (attr, generation) = self.enter_created(parent.0, name.as_bytes(), c.state, &c.stat);
+        let fh = self.add_handle(Handle::Upper { node: ino, fd });
+        reply.created(&self.ttl(), &attr, generation, fh, FopenFlags::empty());
     }
 
     fn fallocate(
@@ -918,7 +934,7 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         let h = tri!(reply, self.upper_fd(fh));
-        let Handle::Upper(fd) = &*h else {
+        let Handle::Upper { fd, .. } = &*h else {
             return reply.error(Errno::EBADF);
         };
         tri!(
@@ -945,7 +961,7 @@ impl Filesystem for OverlayFs {
     ) {
         let h = tri!(reply, self.handle(fh));
         match &*h {
-            Handle::Upper(fd) => {
+            Handle::Upper { fd, .. } => {
                 let pos = match whence {
                     libc::SEEK_DATA => rustix::fs::SeekFrom::Data(offset as u64),
                     libc::SEEK_HOLE => rustix::fs::SeekFrom::Hole(offset as u64),

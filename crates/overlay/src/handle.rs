@@ -9,7 +9,7 @@ use crate::readdir::DirItem;
 /// What an open FUSE file handle refers to.
 pub(crate) enum Handle {
     /// A file in the upper directory (read/write go straight to its descriptor).
-    Upper(OwnedFd),
+    Upper { node: u64, fd: OwnedFd },
     /// A read-only open of a lower file. If the file is copied up while open, reads switch to
     /// the upper copy (opened lazily), as with the kernel's overlayfs.
     Lower {

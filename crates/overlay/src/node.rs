@@ -41,6 +41,10 @@ pub(crate) struct Node {
     pub aliases: Vec<(u64, Vec<u8>)>,
     pub lookups: u64,
     pub state: NodeState,
+    /// FUSE generation: changes when the id starts naming a different object (an upper inode
+    /// number reused after deletion), so the kernel drops its stale inode (e.g. a removed,
+    /// dead directory) instead of reusing it for the new object.
+    pub generation: u64,
 }
 
 /// All nodes, indexed by id and by (parent, name).
@@ -48,6 +52,7 @@ pub(crate) struct Node {
 pub(crate) struct NodeTable {
     nodes: HashMap<u64, Node>,
     children: HashMap<(u64, Vec<u8>), u64>,
+    next_generation: u64,
 }
 
 impl NodeTable {
@@ -59,11 +64,13 @@ impl NodeTable {
                 aliases: Vec::new(),
                 lookups: 1,
                 state: root,
+                generation: 0,
             },
         );
         NodeTable {
             nodes,
             children: HashMap::new(),
+            next_generation: 1,
         }
     }
 
@@ -90,13 +97,17 @@ impl NodeTable {
                 self.remove_alias(old, parent, name);
             }
         }
+        let fresh_generation = self.next_generation;
         match self.nodes.get_mut(&id) {
             Some(n) => {
-                if n.state.kind != state.kind {
-                    // A reused inode number: the old object is gone.
+                if n.state.kind != state.kind || n.aliases.is_empty() {
+                    // A reused inode number (or a name of an object whose every known name
+                    // was removed): treat it as a new object for the kernel.
                     for a in std::mem::take(&mut n.aliases) {
                         self.children.remove(&a);
                     }
+                    n.generation = fresh_generation;
+                    self.next_generation += 1;
                 }
                 let n = self.nodes.get_mut(&id).expect("present");
                 n.lookups += 1;
@@ -112,8 +123,10 @@ impl NodeTable {
                         aliases: vec![key.clone()],
                         lookups: 1,
                         state,
+                        generation: fresh_generation,
                     },
                 );
+                self.next_generation += 1;
             }
         }
         self.children.insert(key, id);
@@ -199,6 +212,11 @@ impl NodeTable {
             }
             self.children.insert(key, b);
         }
+    }
+
+    /// The node's current FUSE generation (0 for unknown ids).
+    pub(crate) fn generation(&self, id: u64) -> u64 {
+        self.nodes.get(&id).map_or(0, |n| n.generation)
     }
 
     /// First known (parent, name) of a node; `None` for the root or a detached node.
@@ -307,6 +325,19 @@ mod tests {
         assert_eq!(a, b);
         t.detach_name(ROOT, b"a");
         assert_eq!(t.path(a).unwrap(), b"b");
+    }
+
+    #[test]
+    fn reused_number_after_removal_gets_a_new_generation() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let a = t.insert_lookup(ROOT, b"a", st(Kind::Dir, 10));
+        let g1 = t.generation(a);
+        assert_eq!(t.insert_lookup(ROOT, b"a", st(Kind::Dir, 10)), a);
+        assert_eq!(t.generation(a), g1, "same object, same generation");
+        t.detach_name(ROOT, b"a");
+        // The kernel has not forgotten `a` yet; a new directory reuses the inode number.
+        assert_eq!(t.insert_lookup(ROOT, b"b", st(Kind::Dir, 10)), a);
+        assert_ne!(t.generation(a), g1);
     }
 
     #[test]
