@@ -100,11 +100,8 @@ pub(crate) fn run(
     };
     let mut tree = walk(&source, &filter, &walk_options)?;
     timer.phase("walk");
-    if !tree.unreadable.is_empty() && !options.skip_unreadable {
-        return Err(BuildError::Unreadable {
-            paths: std::mem::take(&mut tree.unreadable),
-        });
-    }
+    // Unreadable directories found by the walk are reported together with the files that
+    // fail to open or read in the data phase, so one run lists every problem.
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -131,11 +128,12 @@ pub(crate) fn run(
     let mut files = 0u64;
     for (index, node) in tree.nodes.iter().enumerate() {
         match node.kind {
-            NodeKind::File { size } if !node.skipped => {
+            NodeKind::File { size, holes } if !node.skipped => {
                 file_nodes.push(index as u32);
                 inputs.push(FileInput {
                     path: tree.path_of(index as u32),
                     size,
+                    holes,
                 });
                 total += size;
                 files += 1;

@@ -176,7 +176,7 @@ pub fn write_inodes<W: ImageSink>(
                     2 + subdirs,
                 )
             }
-            NodeKind::File { size } => {
+            NodeKind::File { size, .. } => {
                 let data = file_data[node_index as usize].as_ref().ok_or_else(|| {
                     BuildError::InvalidOptions(format!(
                         "internal: no data for {}",

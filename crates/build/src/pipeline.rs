@@ -33,6 +33,8 @@ pub struct FileInput {
     pub path: PathBuf,
     /// Size at walk time (exactly this many bytes are stored).
     pub size: u64,
+    /// The file may have holes (worth asking `SEEK_DATA` before reading a block).
+    pub holes: bool,
 }
 
 /// Where a file's data ended up.
@@ -282,7 +284,12 @@ impl<W: ImageSink> Pipeline<'_, W> {
             let tx = self.tx.clone();
             let zero_hash = self.zero_hash;
             self.pool.spawn(move || {
-                let (hash, out) = match read_block(&files[file].path, offset, len, !is_tail) {
+                let (hash, out) = match read_block(
+                    &files[file].path,
+                    offset,
+                    len,
+                    !is_tail && files[file].holes,
+                ) {
                     Ok(None) => {
                         let hash = if len as u64 == bs {
                             zero_hash

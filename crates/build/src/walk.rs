@@ -2,15 +2,15 @@
 //!
 //! The walk never follows symlinks, includes hidden files, sorts every directory bytewise (the
 //! order SquashFS stores), and applies the [`Filter`]. Each entry costs one record of roughly
-//! 100 bytes plus its name; file contents are not touched beyond an open to check that the file
-//! can be read, so unreadable files are all found before any data is compressed.
+//! 100 bytes plus its name; file contents are not touched (unreadable files are found, all of
+//! them, when the data phase opens them).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::filter::{Decision, DirState, Filter};
@@ -34,6 +34,8 @@ pub enum NodeKind {
     File {
         /// Size when walked.
         size: u64,
+        /// The file occupies fewer disk blocks than its size: it may have holes.
+        holes: bool,
     },
     /// A symbolic link.
     Symlink {
@@ -308,19 +310,10 @@ impl Walker<'_> {
             }
             NodeKind::Dir { first: 0, count: 0 }
         } else if file_type.is_file() {
-            if let Err(e) = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)
-            {
-                if e.kind() != io::ErrorKind::NotFound {
-                    self.tree
-                        .unreadable
-                        .push((path.to_path_buf(), e.to_string()));
-                }
-                return Ok(None);
+            NodeKind::File {
+                size: meta.len(),
+                holes: meta.blocks().saturating_mul(512) < meta.len(),
             }
-            NodeKind::File { size: meta.len() }
         } else if file_type.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => NodeKind::Symlink {
