@@ -85,11 +85,19 @@ enum Stored {
     Tail(Vec<u8>),
 }
 
+/// Why a block job failed.
+enum JobError {
+    /// The file could not be opened or read: the file is unreadable (listed or skipped).
+    Read(String),
+    /// Compression failed: the build fails (never silently skipped).
+    Fatal(squashbox_format::Error),
+}
+
 struct BlockDone {
     seq: u64,
     len: usize,
     hash: u128,
-    out: Result<Stored, String>,
+    out: Result<Stored, JobError>,
 }
 
 enum Message {
@@ -309,7 +317,7 @@ impl<W: ImageSink> Pipeline<'_, W> {
                         };
                         (hash, out)
                     }
-                    Err(e) => (0, Err(e.to_string())),
+                    Err(e) => (0, Err(JobError::Read(e.to_string()))),
                 };
                 let _ = tx.send(Message::Block(BlockDone {
                     seq,
@@ -348,7 +356,8 @@ impl<W: ImageSink> Pipeline<'_, W> {
         }
         let out = match done.out {
             Ok(out) => out,
-            Err(e) => {
+            Err(JobError::Fatal(e)) => return Err(e.into()),
+            Err(JobError::Read(e)) => {
                 state.error = Some(e);
                 if let Some(start) = state.blocks_start {
                     self.writer.rewind_data(start)?;
@@ -569,7 +578,7 @@ impl<W: ImageSink> Pipeline<'_, W> {
     }
 }
 
-fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, String> {
+fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, JobError> {
     let mut out = Vec::with_capacity(data.len());
     match codec.compress(&data, &mut out) {
         Ok(true) if out.len() < data.len() => Ok(Stored::Block {
@@ -580,7 +589,7 @@ fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, String> {
             bytes: data,
             uncompressed: true,
         }),
-        Err(e) => Err(format!("compressing: {e}")),
+        Err(e) => Err(JobError::Fatal(e)),
     }
 }
 
