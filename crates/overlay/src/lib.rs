@@ -173,6 +173,11 @@ impl OverlayHandle {
         } else {
             s.umount_and_join()
         };
+        if r.is_err() && is_mounted_here(&self.mountpoint) {
+            // Busy (files still open): detach it so no mount is left behind; the kernel ends
+            // the connection, and our worker threads, when the last file is closed.
+            detach(&self.mountpoint);
+        }
         r.map_err(|source| OverlayError::Unmount {
             mountpoint: self.mountpoint.clone(),
             source,
@@ -278,4 +283,35 @@ fn build_fs(
     };
     let ov = core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
     Ok(fs::OverlayFs { ov: Arc::new(ov) })
+}
+
+/// Whether `/proc/self/mounts` lists a mount at `path`.
+fn is_mounted_here(path: &Path) -> bool {
+    let Ok(abs) = std::path::absolute(path) else {
+        return false;
+    };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    let want = abs.to_string_lossy().replace(' ', "\\040");
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(want.as_str()))
+}
+
+/// Lazily detach the mount at `path` (`umount -l`).
+fn detach(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call; umount2 only reads it.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        log::warn!(
+            "lazy unmount of {} failed: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
+    }
 }
