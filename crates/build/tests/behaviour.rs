@@ -174,10 +174,7 @@ fn gitignore_matches_git_ls_files() {
         .filter(|p| !p.is_empty())
         .map(<[u8]>::to_vec)
         .collect();
-    assert!(
-        ignored.contains(&b"x.log"[..]),
-        "git sanity: {ignored:?}"
-    );
+    assert!(ignored.contains(&b"x.log"[..]), "git sanity: {ignored:?}");
     assert!(!ignored.contains(&b"tracked.log"[..]));
 
     let all = files_of(&{
