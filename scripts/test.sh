@@ -202,7 +202,7 @@ section "cargo build (binaries used by integration tests)"
 cargo build --workspace --bins
 
 section "cargo test"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
 
 section "finished"
 echo "==> all checks passed in $((SECONDS - total_start)) s"
