@@ -133,7 +133,12 @@ fn umount_recovers_a_mount_whose_daemon_was_killed() {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     wait_gone(pid);
     let err = std::fs::metadata(&s.mnt).expect_err("dead mount");
-    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    // The kernel reports a dead FUSE connection as ENOTCONN, or as ECONNABORTED when the
+    // abort races with this stat; both mean "daemon gone", which is what umount must handle.
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        "{err}"
+    );
     assert!(is_mounted(&s.mnt));
     let out = squashbox(&["umount".as_ref(), s.mnt.as_ref()]);
     assert!(out.success(), "umount of a dead mount: {}", out.describe());
