@@ -136,7 +136,10 @@ fn umount_recovers_a_mount_whose_daemon_was_killed() {
     // The kernel reports a dead FUSE connection as ENOTCONN, or as ECONNABORTED when the
     // abort races with this stat; both mean "daemon gone", which is what umount must handle.
     assert!(
-        matches!(err.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        matches!(
+            err.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED)
+        ),
         "{err}"
     );
     assert!(is_mounted(&s.mnt));
