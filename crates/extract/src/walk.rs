@@ -576,6 +576,16 @@ fn write_regular(shared: &Shared<'_>, inode: &Inode, fd: BorrowedFd<'_>, path: &
                 return Ok(());
             }
             let want = (size - offset).min(shared.block_size as u64) as usize;
+            // Blocks the image stores as sparse stay holes without being read (a multi-GiB
+            // sparse file costs nothing); other all-zero blocks are caught after reading.
+            let sparse = shared
+                .archive
+                .is_sparse_block(inode, offset / shared.block_size as u64)
+                .map_err(|e| ExtractError::image(path, e))?;
+            if sparse {
+                offset += want as u64;
+                continue;
+            }
             let chunk = &mut buf[..want];
             let mut filled = 0;
             while filled < want {

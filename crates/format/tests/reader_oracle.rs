@@ -156,6 +156,45 @@ fn sparse_files_read_zeros_and_are_not_allocated() {
     let mut buf = vec![1u8; 1000];
     assert_eq!(archive.read_at(&sparse, 1000, &mut buf).unwrap(), 1000);
     assert!(buf.iter().all(|&b| b == 0));
+
+    // is_sparse_block: every block of the all-zero file is sparse; for the file with data
+    // islands, sparse blocks read as zeros and the stored blocks account for exactly the
+    // allocated bytes (the tail, shorter than a block, is never a sparse block).
+    let bs = u64::from(archive.superblock().block_size);
+    for i in 0..3 {
+        assert!(
+            archive.is_sparse_block(&zeros, i).unwrap(),
+            "zeros block {i}"
+        );
+    }
+    let full_blocks = sparse.size() / bs;
+    let mut stored = sparse.size() % bs;
+    let mut sparse_seen = 0;
+    let mut block = vec![1u8; bs as usize];
+    for i in 0..full_blocks {
+        if archive.is_sparse_block(&sparse, i).unwrap() {
+            sparse_seen += 1;
+            assert_eq!(
+                archive.read_at(&sparse, i * bs, &mut block).unwrap(),
+                block.len()
+            );
+            assert!(
+                block.iter().all(|&b| b == 0),
+                "sparse block {i} reads as zeros"
+            );
+        } else {
+            stored += bs;
+        }
+    }
+    assert!(sparse_seen > 0, "the islands file has sparse blocks");
+    assert_eq!(
+        stored, allocated,
+        "stored blocks account for allocated bytes"
+    );
+    assert!(!archive.is_sparse_block(&sparse, full_blocks + 5).unwrap());
+    assert!(archive
+        .is_sparse_block(&archive.root().unwrap(), 0)
+        .is_err());
 }
 
 #[test]

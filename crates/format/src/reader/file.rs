@@ -160,6 +160,17 @@ impl Archive {
         Ok((offset - u64::from(word & SIZE_MASK), word))
     }
 
+    /// Whether block `index` of regular file `file` is a sparse block (see
+    /// [`Archive::is_sparse_block`]).
+    pub(crate) fn file_block_is_sparse(&self, file: &Inode, index: u64) -> Result<bool> {
+        let layout = self.file_layout(file.inode_ref)?;
+        if index >= layout.block_count as u64 {
+            return Ok(false);
+        }
+        let (_, word) = self.block_entry(&layout, index as usize)?;
+        Ok(word & SIZE_MASK == 0)
+    }
+
     /// Read from regular file `file` at `offset` (see [`Archive::read_at`]).
     pub(crate) fn read_file(&self, file: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if !matches!(file.kind, InodeKind::File { .. }) {

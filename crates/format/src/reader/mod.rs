@@ -538,6 +538,14 @@ impl Archive {
         self.file_allocated(file)
     }
 
+    /// True if data block `index` (of `superblock().block_size` bytes) of regular file `file`
+    /// is stored as a sparse block: it reads as zeros and occupies nothing in the image. Lets
+    /// an extractor leave a hole without reading the block. The fragment tail and indexes past
+    /// the last full block are never sparse.
+    pub fn is_sparse_block(&self, file: &Inode, index: u64) -> Result<bool> {
+        self.file_block_is_sparse(file, index)
+    }
+
     /// The target of symlink `link` (1..=4096 bytes, no NUL).
     pub fn read_link(&self, link: &Inode) -> Result<Vec<u8>> {
         let decoded = self.decode_inode(link.inode_ref)?;
