@@ -287,12 +287,11 @@ fn check_one(bin: &Path, arena: &Arena, image: &[u8], expect: Expect<'_>) -> Res
                                 ));
                             }
                         }
-                        // Known gap: the extractor does not check that a directory entry's
-                        // inode number matches the inode (the walk does). Not a crash, hang or
-                        // escape; counted and printed, not failed.
-                        Err(e) => {
-                            eprintln!("note: extraction succeeded but the library walk failed: {e}")
-                        }
+                        // The extractor checks every link as the walk does (entry_inode),
+                        // so it must not accept an image the walk rejects.
+                        Err(e) => problems.push(format!(
+                            "extraction succeeded but the library walk failed: {e}"
+                        )),
                     },
                 }
             }

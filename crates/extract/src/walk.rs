@@ -286,10 +286,12 @@ where
             }
             frame.previous = Some(entry.name.clone());
             let path = names::join(&frame.path, &entry.name);
+            // entry_inode checks the link itself (inode number, type, a subdirectory's parent
+            // field), so a corrupt listing fails here instead of extracting the wrong inode.
             let inode = self
                 .shared
                 .archive
-                .inode(entry.inode_ref)
+                .entry_inode(&frame.inode, &entry)
                 .map_err(|e| ExtractError::image(&path, e))?;
             if inode.file_type != entry.file_type {
                 return Err(ExtractError::TypeMismatch { path });
