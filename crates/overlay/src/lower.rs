@@ -207,7 +207,7 @@ impl Layer {
                 match a.lookup(inode, name).map_err(image_err)? {
                     None => Ok(None),
                     Some(e) => Ok(Some(LowerObj::Image(Box::new(
-                        a.inode(e.inode_ref).map_err(image_err)?,
+                        a.entry_inode(inode, &e).map_err(image_err)?,
                     )))),
                 }
             }

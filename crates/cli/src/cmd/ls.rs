@@ -91,7 +91,7 @@ fn list_dir(
             continue;
         }
         let inode = archive
-            .inode(entry.inode_ref)
+            .entry_inode(dir, &entry)
             .context(format_args!("{shown}/{}", escape(&entry.name)))?;
         print_entry(archive, out, long, &entry.name, &inode)?;
         if inode.is_dir() {
