@@ -14,6 +14,7 @@
 //! the program quietly with status 0.
 
 mod cmd;
+mod daemon;
 mod error;
 
 use std::process::ExitCode;

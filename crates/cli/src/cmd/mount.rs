@@ -6,14 +6,14 @@
 //! system is unmounted (`squashbox umount`) or it gets SIGINT/SIGTERM/SIGHUP, which unmount.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use squashbox_format::Archive;
 use squashbox_mount::{mount, open_options_for_cache_size, MountOptions, UnmountMode};
 
+use crate::daemon;
 use crate::error::{CliError, CliResult, Context};
 
 /// Default total cache budget: 32 MiB keeps the daemon under ~80 MB RSS on a cold full read
@@ -116,49 +116,16 @@ fn spawn_daemon(args: &Args) -> CliResult {
             .arg(std::path::absolute(log).context(log.display())?);
     }
     cmd.arg("--").arg(&image).arg(&mountpoint);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().context("starting the mount daemon")?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    if read.is_ok() && line.trim_end() == "ready" {
-        return Ok(());
-    }
-    let status = child.wait().context("waiting for the mount daemon")?;
-    match line.trim_end().strip_prefix("error ") {
-        Some(message) => Err(CliError::msg(message)),
-        None => Err(CliError::msg(format!(
-            "mount daemon exited ({status}) before the mount was ready"
-        ))),
-    }
+    daemon::spawn_and_wait_ready(cmd, "mount daemon")
 }
 
 /// Mount and serve in this process until unmounted or signalled.
 fn serve(args: &Args, options: MountOptions) -> CliResult {
-    let result = serve_inner(args, options);
-    if args.daemon_child {
-        if let Err(e) = &result {
-            // Tell the waiting parent; it prints the message and exits with failure.
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "error {}", e.message().replace('\n', " "));
-            let _ = out.flush();
-            std::process::exit(1);
-        }
-    }
-    result
+    daemon::report_to_parent(args.daemon_child, serve_inner(args, options))
 }
 
 fn serve_inner(args: &Args, mut options: MountOptions) -> CliResult {
-    if args.daemon_child {
-        // Leave the caller's session so its terminal's signals do not reach us.
-        let _ = rustix::process::setsid();
-    }
-    logging::init(args.log_file.as_deref())?;
-    // Block the termination signals before any thread starts, so every thread inherits the
-    // mask and only the waiter below receives them.
-    let signals = signals::block_termination()?;
+    let signals = daemon::prepare(args.daemon_child, args.log_file.as_deref())?;
 
     let file = File::open(&args.image).context(args.image.display())?;
     let cache = args.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
@@ -167,178 +134,18 @@ fn serve_inner(args: &Args, mut options: MountOptions) -> CliResult {
     options.fs_name = Some(args.image.display().to_string());
     let handle = mount(Arc::new(archive), &args.mountpoint, options)
         .context(format!("mounting {}", args.image.display()))?;
-    let mountpoint = handle.mountpoint().to_path_buf();
 
-    if args.daemon_child {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "ready").context("reporting readiness")?;
-        out.flush().context("reporting readiness")?;
-        drop(out);
-        detach_stdio(args.log_file.is_some())?;
-        // Do not pin the directory we were started from.
-        let _ = std::env::set_current_dir("/");
-    }
-
-    std::thread::Builder::new()
-        .name("squashbox-signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.wait() {
-                log::info!("signal {signal}: unmounting {}", mountpoint.display());
-                if let Err(e) = squashbox_mount::unmount(&mountpoint, UnmountMode::Force) {
-                    log::error!("unmounting {}: {e}", mountpoint.display());
-                }
-            }
-        })
-        .context("starting the signal thread")?;
+    daemon::announce_ready(args.daemon_child, args.log_file.is_some())?;
+    // The image is read-only: nothing in flight can be lost, so force the unmount.
+    daemon::unmount_on_signal(signals, handle.mountpoint().to_path_buf(), |mountpoint| {
+        if let Err(e) = squashbox_mount::unmount(mountpoint, UnmountMode::Force) {
+            log::error!("unmounting {}: {e}", mountpoint.display());
+        }
+    })?;
 
     handle
         .wait()
         .context(format!("serving {}", args.mountpoint.display()))
-}
-
-/// Point stdout (and stderr unless logging goes to a file) at /dev/null, so the daemon holds
-/// no pipe or terminal of its parent open.
-pub(crate) fn detach_stdio(keep_stderr: bool) -> CliResult {
-    use std::os::fd::AsRawFd;
-    let null = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .context("opening /dev/null")?;
-    let targets: &[libc::c_int] = if keep_stderr { &[1] } else { &[1, 2] };
-    for &fd in targets {
-        // SAFETY: both descriptors are open for the duration of the call; dup2 atomically
-        // replaces `fd` (a standard stream we own) with a copy of /dev/null.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(CliError::msg(format!(
-                "redirecting fd {fd}: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) mod signals {
-    //! Synchronous handling of SIGINT/SIGTERM/SIGHUP with `sigwait`.
-
-    use crate::error::{CliError, CliResult};
-
-    /// The blocked termination signals.
-    pub struct Blocked {
-        set: libc::sigset_t,
-    }
-
-    // SAFETY: a sigset_t is plain data; it is only read by `sigwait`.
-    unsafe impl Send for Blocked {}
-
-    /// Block SIGINT, SIGTERM and SIGHUP in the calling thread (and threads it starts later).
-    pub fn block_termination() -> CliResult<Blocked> {
-        // SAFETY: `set` is a properly sized sigset_t initialised by sigemptyset before use;
-        // pthread_sigmask only reads it.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::sigaddset(&mut set, sig);
-            }
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                return Err(CliError::msg(format!(
-                    "blocking signals: {}",
-                    std::io::Error::from_raw_os_error(rc)
-                )));
-            }
-            Ok(Blocked { set })
-        }
-    }
-
-    impl Blocked {
-        /// Wait for one of the signals; returns its number.
-        pub fn wait(&self) -> Option<i32> {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `self.set` is an initialised sigset_t and `sig` a valid out pointer.
-            let rc = unsafe { libc::sigwait(&self.set, &mut sig) };
-            (rc == 0).then_some(sig)
-        }
-    }
-}
-
-pub(crate) mod logging {
-    //! A minimal logger: `squashbox: <level>: <message>` lines on stderr or in a file.
-    //! `SQUASHBOX_LOG=error|warn|info|debug` picks the level (default warn).
-
-    use std::fs::File;
-    use std::io::Write;
-    use std::path::Path;
-
-    use parking_lot::Mutex;
-
-    use crate::error::{CliResult, Context};
-
-    struct Logger {
-        out: Mutex<Box<dyn Write + Send>>,
-        level: log::LevelFilter,
-    }
-
-    impl log::Log for Logger {
-        fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-            // fuser warns about every request type it does not implement itself; only its
-            // errors matter to a user.
-            let level = if meta.target().starts_with("fuser") {
-                self.level.min(log::LevelFilter::Error)
-            } else {
-                self.level
-            };
-            meta.level() <= level
-        }
-
-        fn log(&self, record: &log::Record<'_>) {
-            if self.enabled(record.metadata()) {
-                let mut out = self.out.lock();
-                let _ = writeln!(
-                    out,
-                    "squashbox: {}: {}",
-                    record.level().as_str().to_lowercase(),
-                    record.args()
-                );
-                let _ = out.flush();
-            }
-        }
-
-        fn flush(&self) {
-            let _ = self.out.lock().flush();
-        }
-    }
-
-    /// Install the logger (once per process).
-    pub fn init(file: Option<&Path>) -> CliResult {
-        let level = match std::env::var("SQUASHBOX_LOG").as_deref() {
-            Ok("error") => log::LevelFilter::Error,
-            Ok("info") => log::LevelFilter::Info,
-            Ok("debug") => log::LevelFilter::Debug,
-            Ok("trace") => log::LevelFilter::Trace,
-            _ => log::LevelFilter::Warn,
-        };
-        let out: Box<dyn Write + Send> = match file {
-            Some(path) => Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .context(path.display())?,
-            ),
-            None => Box::new(std::io::stderr()),
-        };
-        let logger = Logger {
-            out: Mutex::new(out),
-            level,
-        };
-        if log::set_logger(Box::leak(Box::new(logger))).is_ok() {
-            log::set_max_level(level);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

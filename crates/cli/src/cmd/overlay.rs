@@ -7,16 +7,16 @@
 //! is given. SIGINT/SIGTERM/SIGHUP unmount (lazily if files are still open).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use squashbox_format::Archive;
 use squashbox_mount::{open_options_for_cache_size, UnmountMode};
 use squashbox_overlay::{mount_overlay, OverlayOptions};
 
-use super::mount::{detach_stdio, logging, parse_size, signals};
+use super::mount::parse_size;
+use crate::daemon;
 use crate::error::{CliError, CliResult, Context};
 
 /// Default total cache budget per image.
@@ -137,45 +137,16 @@ fn spawn_daemon(args: &Args) -> CliResult {
         cmd.arg("--log-file").arg(abs(log)?);
     }
     cmd.arg("--").arg(abs(&args.mountpoint)?);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().context("starting the overlay daemon")?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    if read.is_ok() && line.trim_end() == "ready" {
-        return Ok(());
-    }
-    let status = child.wait().context("waiting for the overlay daemon")?;
-    match line.trim_end().strip_prefix("error ") {
-        Some(message) => Err(CliError::msg(message)),
-        None => Err(CliError::msg(format!(
-            "overlay daemon exited ({status}) before the mount was ready"
-        ))),
-    }
+    daemon::spawn_and_wait_ready(cmd, "overlay daemon")
 }
 
 /// Mount and serve in this process until unmounted or signalled.
 fn serve(args: &Args, options: OverlayOptions) -> CliResult {
-    let result = serve_inner(args, options);
-    if args.daemon_child {
-        if let Err(e) = &result {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "error {}", e.message().replace('\n', " "));
-            let _ = out.flush();
-            std::process::exit(1);
-        }
-    }
-    result
+    daemon::report_to_parent(args.daemon_child, serve_inner(args, options))
 }
 
 fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
-    if args.daemon_child {
-        let _ = rustix::process::setsid();
-    }
-    logging::init(args.log_file.as_deref())?;
-    let signals = signals::block_termination()?;
+    let signals = daemon::prepare(args.daemon_child, args.log_file.as_deref())?;
 
     let cache = args.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
     let mut lowers = Vec::new();
@@ -191,32 +162,17 @@ fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
     }
     let handle = mount_overlay(lowers, &args.upper, &work, &args.mountpoint, options)
         .context(format!("mounting overlay on {}", args.mountpoint.display()))?;
-    let mountpoint = handle.mountpoint().to_path_buf();
 
-    if args.daemon_child {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "ready").context("reporting readiness")?;
-        out.flush().context("reporting readiness")?;
-        drop(out);
-        detach_stdio(args.log_file.is_some())?;
-        let _ = std::env::set_current_dir("/");
-    }
-
-    std::thread::Builder::new()
-        .name("squashbox-signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.wait() {
-                log::info!("signal {signal}: unmounting {}", mountpoint.display());
-                // Let in-flight writes finish: a plain unmount, or a lazy one if files are
-                // still open (the daemon then serves them until they are closed).
-                if squashbox_mount::unmount(&mountpoint, UnmountMode::Normal).is_err() {
-                    if let Err(e) = squashbox_mount::unmount(&mountpoint, UnmountMode::Lazy) {
-                        log::error!("unmounting {}: {e}", mountpoint.display());
-                    }
-                }
+    daemon::announce_ready(args.daemon_child, args.log_file.is_some())?;
+    daemon::unmount_on_signal(signals, handle.mountpoint().to_path_buf(), |mountpoint| {
+        // Let in-flight writes finish: a plain unmount, or a lazy one if files are still
+        // open (the daemon then serves them until they are closed).
+        if squashbox_mount::unmount(mountpoint, UnmountMode::Normal).is_err() {
+            if let Err(e) = squashbox_mount::unmount(mountpoint, UnmountMode::Lazy) {
+                log::error!("unmounting {}: {e}", mountpoint.display());
             }
-        })
-        .context("starting the signal thread")?;
+        }
+    })?;
 
     handle
         .wait()
