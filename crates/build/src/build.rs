@@ -1,6 +1,5 @@
 //! `build_image`: validate, walk, store data, write inodes, finish, commit.
 
-use std::io::BufWriter;
 use std::path::Path;
 
 use squashbox_format::compress::Codec;
@@ -10,7 +9,7 @@ use squashbox_format::Compressor;
 
 use crate::filter::Filter;
 use crate::inodes::{write_inodes, InodeOptions};
-use crate::output::PendingImage;
+use crate::output::{ImageOut, PendingImage};
 use crate::pipeline::{write_data, FileInput, PipelineConfig};
 use crate::progress::Progress;
 use crate::walk::{walk, NodeKind, WalkOptions};
@@ -109,8 +108,7 @@ pub(crate) fn run(
         .build()
         .map_err(|e| BuildError::InvalidOptions(format!("starting worker threads: {e}")))?;
 
-    let sink = BufWriter::with_capacity(
-        1 << 20,
+    let sink = ImageOut::new(
         image
             .file()
             .try_clone()

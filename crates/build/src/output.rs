@@ -2,6 +2,7 @@
 //! success. Dropping a [`PendingImage`] without committing removes the temporary file.
 
 use std::fs::{File, Permissions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -89,3 +90,79 @@ impl PendingImage {
         Ok(())
     }
 }
+
+/// Bytes written between two writeback requests.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// The image file as the writer's sink: buffered, and asking the kernel to start writing each
+/// finished 8 MiB range to disk while the build goes on. Without that, every dirty page waits
+/// for the `fsync` in [`PendingImage::commit`], which then costs a tenth of the build's wall
+/// time on a large image.
+pub struct ImageOut {
+    out: BufWriter<File>,
+    pos: u64,
+    writeback_from: u64,
+}
+
+impl ImageOut {
+    /// Write through `file` (a handle of the pending image).
+    pub fn new(file: File) -> Self {
+        ImageOut {
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            writeback_from: 0,
+        }
+    }
+}
+
+impl Write for ImageOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.pos += n as u64;
+        if self.pos >= self.writeback_from + WRITEBACK_CHUNK {
+            self.out.flush()?;
+            start_writeback(self.out.get_ref(), self.writeback_from, self.pos);
+            self.writeback_from = self.pos;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Seek for ImageOut {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = self.out.seek(to)?;
+        self.writeback_from = self.writeback_from.min(self.pos);
+        Ok(self.pos)
+    }
+}
+
+impl squashbox_format::writer::ImageSink for ImageOut {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().set_len(len)?;
+        self.writeback_from = self.writeback_from.min(len);
+        Ok(())
+    }
+}
+
+/// Ask the kernel to start (not wait for) writeback of `start..end`. Only a hint: errors
+/// surface in the final `fsync`, which is what decides success.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, start: u64, end: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+        return;
+    };
+    // SAFETY: `file` keeps its descriptor open for the whole call, and sync_file_range reads
+    // only its integer arguments (no memory is passed to the kernel).
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _start: u64, _end: u64) {}
