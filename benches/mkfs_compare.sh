@@ -7,7 +7,9 @@
 #   REPEATS  runs per tool and configuration; medians are reported (default 3)
 #   CONFIGS  space-separated list out of: zstd-3 gzip-9 lz4 xz (default "zstd-3 gzip-9 lz4")
 # Env: SQUASHBOX=path to the binary (default target/release/squashbox), THREADS (default nproc),
-#      BLOCK=block size in bytes (default 131072).
+#      BLOCK=block size in bytes (default 131072), BACKHAND=1 to add backhand's writer (built
+#      once from benches/backhand-mkfs into /var/tmp/squashbox-bench-cache; it cannot store
+#      xattrs or hard links and uses all cores, so it only runs when THREADS is nproc).
 #
 # Both tools get the same compressor, level, block size and thread count; otherwise their
 # defaults (both deduplicate, both store xattrs, both write an export table; squashbox also
@@ -40,6 +42,15 @@ if [[ -z "$tree" ]]; then
     fi
 fi
 
+backhand=""
+if [[ "${BACKHAND:-0}" == 1 ]]; then
+    bh_target=/var/tmp/squashbox-bench-cache/backhand-mkfs-target
+    (cd "$root_dir/benches/backhand-mkfs" && CARGO_TARGET_DIR="$bh_target" cargo build --release -q)
+    backhand="$bh_target/release/backhand-mkfs"
+    [[ "$threads" == "$(nproc)" ]] || { echo "BACKHAND=1 needs THREADS=$(nproc)" >&2; exit 1; }
+fi
+tools="squashbox mksquashfs${backhand:+ backhand}"
+
 work="$(mktemp -d /tmp/squashbox-mkfs-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
@@ -70,10 +81,10 @@ run_tool() {
 printf '\n%-8s %-11s %9s %9s %10s %14s\n' config tool "wall s" "cpu s" "rss MiB" "image bytes"
 for config in $configs; do
     case "$config" in
-        zstd-3) sb=(--comp zstd --level 3); mk=(-comp zstd -Xcompression-level 3) ;;
-        gzip-9) sb=(--comp gzip --level 9); mk=(-comp gzip -Xcompression-level 9) ;;
-        lz4) sb=(--comp lz4); mk=(-comp lz4) ;;
-        xz) sb=(--comp xz); mk=(-comp xz) ;;
+        zstd-3) sb=(--comp zstd --level 3); mk=(-comp zstd -Xcompression-level 3); bh=(zstd 3) ;;
+        gzip-9) sb=(--comp gzip --level 9); mk=(-comp gzip -Xcompression-level 9); bh=(gzip 9) ;;
+        lz4) sb=(--comp lz4); mk=(-comp lz4); bh=(lz4 0) ;;
+        xz) sb=(--comp xz); mk=(-comp xz); bh=(xz 0) ;;
         *) echo "unknown config $config" >&2; exit 1 ;;
     esac
     rm -f "$work"/*.runs
@@ -82,8 +93,11 @@ for config in $configs; do
             --threads "$threads" --block-size "$block" "${sb[@]}"
         run_tool mksquashfs "$work/mk.img" mksquashfs "$tree" "$work/mk.img" -noappend \
             -quiet -no-progress -processors "$threads" -b "$block" "${mk[@]}"
+        if [[ -n "$backhand" ]]; then
+            run_tool backhand "$work/bh.img" "$backhand" "$tree" "$work/bh.img" "${bh[@]}" "$block"
+        fi
     done
-    for tool in squashbox mksquashfs; do
+    for tool in $tools; do
         wall=$(cut -d' ' -f1 "$work/$tool.runs" | median)
         cpu=$(cut -d' ' -f2 "$work/$tool.runs" | median)
         rss=$(cut -d' ' -f3 "$work/$tool.runs" | median)
@@ -97,4 +111,11 @@ for config in $configs; do
         "$(echo "$squashbox_cpu / $mksquashfs_cpu" | bc -l)" \
         "$(echo "$squashbox_rss / $mksquashfs_rss" | bc -l)" \
         "$(echo "$squashbox_size / $mksquashfs_size" | bc -l)"
+    if [[ -n "$backhand" ]]; then
+        printf '%-8s %-11s %9.2f %9.2f %10.2f %14.3f\n' "$config" "sb/backhand" \
+            "$(echo "$squashbox_wall / $backhand_wall" | bc -l)" \
+            "$(echo "$squashbox_cpu / $backhand_cpu" | bc -l)" \
+            "$(echo "$squashbox_rss / $backhand_rss" | bc -l)" \
+            "$(echo "$squashbox_size / $backhand_size" | bc -l)"
+    fi
 done
