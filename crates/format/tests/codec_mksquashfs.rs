@@ -5,27 +5,11 @@
 //! in which case they fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use squashbox_format::compress::Codec;
 use squashbox_format::layout::{flags, METADATA_BLOCK_SIZE, SUPERBLOCK_SIZE};
 use squashbox_format::{Compressor, CompressorOptions, Superblock};
-
-/// True if mksquashfs is usable; otherwise prints why (and panics under CI=true).
-fn have_mksquashfs() -> bool {
-    let ok = Command::new("mksquashfs")
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("mksquashfs is required when CI=true");
-        }
-        eprintln!("SKIP: mksquashfs not found");
-    }
-    ok
-}
+use squashbox_testkit::require_tool;
 
 /// A small tree with a few files, a subdirectory and a symlink.
 fn make_tree(root: &Path) {
@@ -40,17 +24,9 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
 }
 
-/// Build an image of `tree` with `mksquashfs ... -comp <comp> <extra>`.
+/// Build an image of `tree` with `mksquashfs ... -comp <comp> <extra>` and return its bytes.
 fn mksquashfs(tree: &Path, out: &Path, comp: &str, extra: &[&str]) -> Vec<u8> {
-    let status = Command::new("mksquashfs")
-        .arg(tree)
-        .arg(out)
-        .args(["-comp", comp, "-noappend", "-quiet", "-no-progress"])
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run mksquashfs");
-    assert!(status.success(), "mksquashfs -comp {comp} {extra:?} failed");
+    squashbox_testkit::mksquashfs(tree, out, &[&["-comp", comp, "-quiet"][..], extra].concat());
     std::fs::read(out).unwrap()
 }
 
@@ -143,7 +119,7 @@ fn tempdir_with_tree() -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn every_compressor_reads_mksquashfs_images() {
-    if !have_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (dir, tree) = tempdir_with_tree();
@@ -185,7 +161,7 @@ fn read_metadata_run(image: &[u8], start: u64, end: u64, codec: &Codec) -> Vec<u
 /// Options mksquashfs stores for non-default settings, and decoding under them.
 #[test]
 fn mksquashfs_option_variants_parse_and_decode() {
-    if !have_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (dir, tree) = tempdir_with_tree();
@@ -284,7 +260,7 @@ fn mixed_file_contents() -> Vec<u8> {
 /// the source bytes, for every compressor (xz also with BCJ filters).
 #[test]
 fn data_blocks_of_mksquashfs_files_match_the_source() {
-    if !have_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

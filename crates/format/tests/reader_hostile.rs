@@ -16,7 +16,7 @@ use squashbox_format::{Archive, Error, FileType};
 /// Build an image from a tree made by `make`, with all metadata stored uncompressed so tests
 /// can find and patch structures by their bytes.
 fn uncompressed_image(make: impl FnOnce(&Path)) -> Option<Vec<u8>> {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -441,7 +441,7 @@ fn small_tree(src: &Path) {
 }
 
 fn small_image(args: &[&str]) -> Option<Vec<u8>> {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

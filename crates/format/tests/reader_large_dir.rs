@@ -16,7 +16,7 @@ fn name(i: usize) -> String {
 }
 
 fn build() -> Option<(tempfile::TempDir, Archive)> {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -44,7 +44,7 @@ const FILES: usize = 100_000;
 
 #[test]
 fn memory_is_bounded_for_100k_files() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,7 @@ fn roundtrip(args: &[&str]) -> (Archive, Compared) {
 
 #[test]
 fn gzip_default_options() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (archive, compared) = roundtrip(&[]);
@@ -40,7 +40,7 @@ fn gzip_default_options() {
 
 #[test]
 fn zstd_small_blocks() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (archive, _) = roundtrip(&["-comp", "zstd", "-b", "4096"]);
@@ -49,7 +49,7 @@ fn zstd_small_blocks() {
 
 #[test]
 fn xz_with_options_large_blocks() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (archive, _) = roundtrip(&["-comp", "xz", "-b", "1M", "-Xbcj", "x86"]);
@@ -58,7 +58,7 @@ fn xz_with_options_large_blocks() {
 
 #[test]
 fn lz4_always_has_options() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (archive, _) = roundtrip(&["-comp", "lz4", "-Xhc"]);
@@ -67,7 +67,7 @@ fn lz4_always_has_options() {
 
 #[test]
 fn lzo_images() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     roundtrip(&["-comp", "lzo"]);
@@ -75,7 +75,7 @@ fn lzo_images() {
 
 #[test]
 fn uncompressed_everything() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     roundtrip(&["-noI", "-noD", "-noF", "-noX"]);
@@ -83,7 +83,7 @@ fn uncompressed_everything() {
 
 #[test]
 fn no_fragments() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let (archive, _) = roundtrip(&["-no-fragments"]);
@@ -92,7 +92,7 @@ fn no_fragments() {
 
 #[test]
 fn always_fragments_and_no_duplicates() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     roundtrip(&["-always-use-fragments", "-no-duplicates"]);
@@ -100,7 +100,7 @@ fn always_fragments_and_no_duplicates() {
 
 #[test]
 fn no_xattrs() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     roundtrip(&["-no-xattrs"]);
@@ -108,7 +108,7 @@ fn no_xattrs() {
 
 #[test]
 fn without_export_table() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -130,7 +130,7 @@ fn without_export_table() {
 
 #[test]
 fn sparse_files_read_zeros_and_are_not_allocated() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +199,7 @@ fn sparse_files_read_zeros_and_are_not_allocated() {
 
 #[test]
 fn path_lookup_rules() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +276,7 @@ fn path_lookup_rules() {
 
 #[test]
 fn concurrent_readers_agree() {
-    if !require_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

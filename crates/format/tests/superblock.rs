@@ -4,25 +4,10 @@
 //! `CI=true`.
 
 use std::path::Path;
-use std::process::Command;
 
 use squashbox_format::layout::{field_offset as at, flags, NO_TABLE, SUPERBLOCK_SIZE};
 use squashbox_format::{Compressor, Error, Superblock};
-
-fn have_mksquashfs() -> bool {
-    let ok = Command::new("mksquashfs")
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("mksquashfs is required when CI=true");
-        }
-        eprintln!("SKIP: mksquashfs not found");
-    }
-    ok
-}
+use squashbox_testkit::{mksquashfs, require_tool};
 
 /// Tree with 7 inodes: root, 2 dirs, 3 files, 1 symlink.
 fn make_tree(root: &Path) {
@@ -39,15 +24,7 @@ fn build(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
         make_tree(&tree);
     }
     let img = dir.join(name);
-    let status = Command::new("mksquashfs")
-        .arg(&tree)
-        .arg(&img)
-        .args(["-noappend", "-quiet", "-no-progress", "-all-root"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "mksquashfs {args:?}");
+    mksquashfs(&tree, &img, &[&["-quiet", "-all-root"][..], args].concat());
     std::fs::read(img).unwrap()
 }
 
@@ -57,7 +34,7 @@ fn head(image: &[u8]) -> [u8; SUPERBLOCK_SIZE] {
 
 #[test]
 fn parses_mksquashfs_images() {
-    if !have_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +105,7 @@ fn put(bytes: &mut [u8; SUPERBLOCK_SIZE], offset: u64, value: u64, width: usize)
 
 #[test]
 fn every_single_field_corruption_is_named() {
-    if !have_mksquashfs() {
+    if !require_tool("mksquashfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

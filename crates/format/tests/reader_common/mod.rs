@@ -1,126 +1,36 @@
-//! Shared helpers for the reader tests: the mksquashfs oracle, source-tree construction and a
-//! full comparison of an image against the tree it was made from.
+//! Shared helpers for the reader tests: source-tree construction and a full comparison of an
+//! image against the tree it was made from. Tool checks, `mksquashfs` and the syscall
+//! wrappers come from `squashbox_testkit` (re-exported here for the reader tests).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use squashbox_format::{Archive, FileType, Inode, InodeKind};
-
-/// True if mksquashfs is installed. Without it the caller skips, except under `CI=true`.
-pub fn require_mksquashfs() -> bool {
-    let ok = Command::new("mksquashfs")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("mksquashfs is not installed, and CI=true forbids skipping");
-    }
-    eprintln!("skipping: mksquashfs is not installed");
-    false
-}
-
-/// True when running as root (needed for devices, chown, trusted.* xattrs).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Run `mksquashfs src img -noappend <args>` and panic with its output on failure.
-pub fn mksquashfs(src: &Path, img: &Path, args: &[&str]) {
-    let out = Command::new("mksquashfs")
-        .arg(src)
-        .arg(img)
-        .arg("-noappend")
-        .arg("-no-progress")
-        .args(args)
-        .output()
-        .expect("run mksquashfs");
-    assert!(
-        out.status.success(),
-        "mksquashfs {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn cpath(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).expect("path without NUL")
-}
+use squashbox_testkit::sys;
+pub use squashbox_testkit::{is_root, mksquashfs, require_tool};
 
 /// Set an xattr without following symlinks. Returns false if the filesystem refuses.
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
-    let p = cpath(path);
-    let n = CString::new(name).expect("name without NUL");
-    // SAFETY: both strings are NUL-terminated and live across the call; value is a valid
-    // buffer of value.len() bytes.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    rc == 0
+    sys::lsetxattr(path, name.as_bytes(), value).is_ok()
 }
 
 /// All xattrs of `path` except `system.*` (ACLs, which SquashFS cannot store).
 pub fn list_xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let p = cpath(path);
-    let mut out = BTreeMap::new();
-    // SAFETY: p is NUL-terminated; a null buffer of size 0 asks for the needed size.
-    let size = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
-    if size <= 0 {
-        return out;
-    }
-    let mut names = vec![0u8; size as usize];
-    // SAFETY: names is a writable buffer of names.len() bytes.
-    let size = unsafe { libc::llistxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    assert!(size >= 0, "llistxattr {}", path.display());
-    for name in names[..size as usize].split(|&b| b == 0) {
-        if name.is_empty() || name.starts_with(b"system.") {
-            continue;
-        }
-        let n = CString::new(name).expect("xattr name");
-        let mut value = vec![0u8; 65536];
-        // SAFETY: n is NUL-terminated; value is writable for value.len() bytes.
-        let len = unsafe {
-            libc::lgetxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        assert!(len >= 0, "lgetxattr {}", path.display());
-        value.truncate(len as usize);
-        out.insert(name.to_vec(), value);
-    }
-    out
+    sys::lxattrs(path)
+        .unwrap_or_else(|e| panic!("listing xattrs of {}: {e}", path.display()))
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with(b"system."))
+        .collect()
 }
 
 /// Create a device or fifo node.
 pub fn mknod(path: &Path, mode: u32, major: u32, minor: u32) {
-    let p = cpath(path);
-    // SAFETY: p is NUL-terminated; makedev/mknod have no memory preconditions.
-    let rc = unsafe { libc::mknod(p.as_ptr(), mode, libc::makedev(major, minor)) };
-    assert_eq!(
-        rc,
-        0,
-        "mknod {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    sys::mknod(path, mode, sys::makedev(major, minor))
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so content is incompressible but repeatable.
@@ -137,27 +47,7 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn set_mtime(path: &Path, secs: i64) {
-    let p = cpath(path);
-    let times = [
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        },
-    ];
-    // SAFETY: p is NUL-terminated and times points at two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "utimensat {}", path.display());
+    sys::set_mtime(path, secs).unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
 }
 
 /// What [`build_rich_tree`] managed to create (some parts need root or fs support).
@@ -323,8 +213,7 @@ fn source_type(meta: &fs::Metadata) -> FileType {
 
 /// The kernel's `new_encode_dev`, which SquashFS stores.
 fn encode_dev(rdev: u64) -> u32 {
-    let major = libc::major(rdev);
-    let minor = libc::minor(rdev);
+    let (major, minor) = sys::major_minor(rdev);
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
