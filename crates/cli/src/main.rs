@@ -16,6 +16,7 @@
 mod cmd;
 mod daemon;
 mod error;
+mod serve_args;
 
 use std::process::ExitCode;
 

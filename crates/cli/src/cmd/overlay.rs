@@ -15,15 +15,22 @@ use squashbox_format::Archive;
 use squashbox_mount::{open_options_for_cache_size, UnmountMode};
 use squashbox_overlay::{mount_overlay, OverlayOptions};
 
-use super::mount::parse_size;
 use crate::daemon;
 use crate::error::{CliError, CliResult, Context};
+use crate::serve_args::ServeArgs;
 
 /// Default total cache budget per image.
 const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// Arguments of `squashbox overlay`.
 #[derive(clap::Args)]
+#[command(
+    mut_arg("options", |a| a.help("Mount options, comma separated: allow_other (let other users in)")),
+    mut_arg("threads", |a| a.help("FUSE worker threads [default: 4]")),
+    mut_arg("cache_size", |a| a.help(
+        "Bytes of decompressed-block cache per image (suffixes K, M, G)"
+    )),
+)]
 pub struct Args {
     /// Lower images, topmost first, separated by ':' (the option may also be repeated).
     #[arg(long, required = true, value_name = "IMAGE[:IMAGE...]")]
@@ -37,30 +44,14 @@ pub struct Args {
     work: Option<PathBuf>,
     /// An existing, empty directory to mount on.
     mountpoint: PathBuf,
-    /// Stay in the foreground and serve until unmounted or interrupted.
-    #[arg(short, long)]
-    foreground: bool,
-    /// Mount options, comma separated: allow_other (let other users in).
-    #[arg(short = 'o', value_name = "OPTIONS")]
-    options: Vec<String>,
-    /// FUSE worker threads [default: 4].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Bytes of decompressed-block cache per image (suffixes K, M, G).
-    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
-    cache_size: Option<usize>,
-    /// Append log messages to this file; the background daemon otherwise discards them.
-    #[arg(long, value_name = "FILE")]
-    log_file: Option<PathBuf>,
-    /// Internal: we are the daemon; report readiness on stdout.
-    #[arg(long, hide = true)]
-    daemon_child: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 /// Run `squashbox overlay`.
 pub fn run(args: Args) -> CliResult {
     let mut options = OverlayOptions::default();
-    for option in args.options.iter().flat_map(|o| o.split(',')) {
+    for option in args.serve.mount_options() {
         match option {
             "allow_other" => options.allow_other = true,
             "rw" | "" => {}
@@ -71,16 +62,13 @@ pub fn run(args: Args) -> CliResult {
             }
         }
     }
-    if let Some(threads) = args.threads {
-        if threads == 0 {
-            return Err(CliError::msg("--threads must be at least 1"));
-        }
+    if let Some(threads) = args.serve.threads()? {
         options.threads = threads;
     }
     if lower_paths(&args).is_empty() {
         return Err(CliError::msg("--lower names no image"));
     }
-    if args.foreground {
+    if args.serve.foreground {
         serve(&args, options)
     } else {
         spawn_daemon(&args)
@@ -117,38 +105,27 @@ fn spawn_daemon(args: &Args) -> CliResult {
     let exe = std::env::current_exe().context("locating the squashbox executable")?;
     let abs = |p: &Path| std::path::absolute(p).context(p.display());
     let mut cmd = Command::new(exe);
-    cmd.arg("overlay").arg("--foreground").arg("--daemon-child");
+    cmd.arg("overlay");
+    args.serve.forward_to_daemon(&mut cmd)?;
     for l in lower_paths(args) {
         // One image per option: absolute paths may contain ':' only this way.
         cmd.arg("--lower").arg(abs(&l)?);
     }
     cmd.arg("--upper").arg(abs(&args.upper)?);
     cmd.arg("--work").arg(abs(&work_dir(args))?);
-    for o in &args.options {
-        cmd.arg("-o").arg(o);
-    }
-    if let Some(t) = args.threads {
-        cmd.arg("--threads").arg(t.to_string());
-    }
-    if let Some(c) = args.cache_size {
-        cmd.arg("--cache-size").arg(c.to_string());
-    }
-    if let Some(log) = &args.log_file {
-        cmd.arg("--log-file").arg(abs(log)?);
-    }
     cmd.arg("--").arg(abs(&args.mountpoint)?);
     daemon::spawn_and_wait_ready(cmd, "overlay daemon")
 }
 
 /// Mount and serve in this process until unmounted or signalled.
 fn serve(args: &Args, options: OverlayOptions) -> CliResult {
-    daemon::report_to_parent(args.daemon_child, serve_inner(args, options))
+    daemon::report_to_parent(args.serve.daemon_child, serve_inner(args, options))
 }
 
 fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
-    let signals = daemon::prepare(args.daemon_child, args.log_file.as_deref())?;
+    let signals = daemon::prepare(args.serve.daemon_child, args.serve.log_file.as_deref())?;
 
-    let cache = args.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
+    let cache = args.serve.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
     let mut lowers = Vec::new();
     for image in lower_paths(args) {
         let file = File::open(&image).context(image.display())?;
@@ -163,7 +140,7 @@ fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
     let handle = mount_overlay(lowers, &args.upper, &work, &args.mountpoint, options)
         .context(format!("mounting overlay on {}", args.mountpoint.display()))?;
 
-    daemon::announce_ready(args.daemon_child, args.log_file.is_some())?;
+    daemon::announce_ready(args.serve.daemon_child, args.serve.log_file.is_some())?;
     daemon::unmount_on_signal(signals, handle.mountpoint().to_path_buf(), |mountpoint| {
         // Let in-flight writes finish: a plain unmount, or a lazy one if files are still
         // open (the daemon then serves them until they are closed).

@@ -1,0 +1,165 @@
+//! The serving flags `squashbox mount` and `squashbox overlay` share: foreground or daemon,
+//! `-o` mount options, FUSE threads, cache size and log file, plus the hidden marker the
+//! background daemon is re-executed with.
+//!
+//! Each command flattens [`ServeArgs`] into its own `Args` and words the help of the flags
+//! whose defaults differ (threads, cache, accepted `-o` options) with
+//! `#[command(mut_arg(...))]`, so its `--help` describes its own behaviour.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::error::{CliError, CliResult, Context};
+
+/// Flags for serving a FUSE file system (see the module docs).
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Stay in the foreground and serve until unmounted or interrupted.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Mount options, comma separated.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// FUSE worker threads.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Bytes of decompressed-block cache (suffixes K, M, G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub cache_size: Option<usize>,
+    /// Append log messages to this file; the background daemon otherwise discards them.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Internal: we are the daemon; report readiness on stdout.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
+}
+
+impl ServeArgs {
+    /// Every `-o` option, the comma-separated lists split (empty items included, so callers
+    /// can accept them).
+    pub fn mount_options(&self) -> impl Iterator<Item = &str> {
+        self.options.iter().flat_map(|o| o.split(','))
+    }
+
+    /// `--threads`, refusing 0 (a FUSE session needs a worker).
+    pub fn threads(&self) -> CliResult<Option<usize>> {
+        match self.threads {
+            Some(0) => Err(CliError::msg("--threads must be at least 1")),
+            t => Ok(t),
+        }
+    }
+
+    /// Append to the daemon's command line `--foreground --daemon-child` and every serving
+    /// flag given, the log file made absolute (the daemon may not share our directory).
+    pub fn forward_to_daemon(&self, cmd: &mut Command) -> CliResult {
+        cmd.arg("--foreground").arg("--daemon-child");
+        for o in &self.options {
+            cmd.arg("-o").arg(o);
+        }
+        if let Some(t) = self.threads {
+            cmd.arg("--threads").arg(t.to_string());
+        }
+        if let Some(c) = self.cache_size {
+            cmd.arg("--cache-size").arg(c.to_string());
+        }
+        if let Some(log) = &self.log_file {
+            cmd.arg("--log-file")
+                .arg(std::path::absolute(log).context(log.display())?);
+        }
+        Ok(())
+    }
+}
+
+/// Parse `123`, `64K`, `64M`, `1G` (binary multiples; optional `iB`/`B` suffix).
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 64M)"))?;
+    n.checked_mul(1usize << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2MB"), Ok(2 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn flags_round_trip_to_the_daemon_command_line() {
+        let t = T::parse_from([
+            "t",
+            "-o",
+            "allow_other,ro",
+            "-o",
+            "x",
+            "--threads",
+            "3",
+            "--cache-size",
+            "1M",
+            "--log-file",
+            "/var/log/sb.log",
+        ]);
+        assert_eq!(
+            t.serve.mount_options().collect::<Vec<_>>(),
+            ["allow_other", "ro", "x"]
+        );
+        assert_eq!(t.serve.threads().unwrap(), Some(3));
+        let mut cmd = Command::new("squashbox");
+        t.serve.forward_to_daemon(&mut cmd).unwrap();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "--foreground",
+                "--daemon-child",
+                "-o",
+                "allow_other,ro",
+                "-o",
+                "x",
+                "--threads",
+                "3",
+                "--cache-size",
+                "1048576",
+                "--log-file",
+                "/var/log/sb.log"
+            ]
+        );
+        let daemon = T::parse_from(std::iter::once("t").chain(args.iter().copied()));
+        assert!(daemon.serve.foreground && daemon.serve.daemon_child);
+        assert_eq!(daemon.serve.cache_size, Some(1 << 20));
+    }
+
+    #[test]
+    fn zero_threads_is_refused() {
+        let t = T::parse_from(["t", "--threads", "0"]);
+        assert!(t.serve.threads().is_err());
+    }
+}
