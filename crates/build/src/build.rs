@@ -10,9 +10,9 @@ use squashbox_format::Compressor;
 use crate::filter::Filter;
 use crate::inodes::{write_inodes, InodeOptions};
 use crate::output::{ImageOut, PendingImage};
-use crate::pipeline::{write_data, FileInput, PipelineConfig};
+use crate::pipeline::{DataPipeline, FileData, PipelineConfig};
 use crate::progress::Progress;
-use crate::walk::{walk, NodeKind, WalkOptions};
+use crate::walk::{walk, NodeKind, Tree, WalkOptions};
 use crate::{BuildError, BuildOptions, BuildSummary};
 
 /// Bytes of blocks in flight per worker thread.
@@ -41,6 +41,106 @@ fn validate(options: &BuildOptions) -> Result<usize, BuildError> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     Ok(threads)
+}
+
+/// Validate `options`; the worker count and the codec they ask for.
+pub(crate) fn codec_and_threads(options: &BuildOptions) -> Result<(usize, Codec), BuildError> {
+    let threads = validate(options)?;
+    let level = match (options.level, options.compressor) {
+        (None, Compressor::Zstd) => Some(DEFAULT_ZSTD_LEVEL),
+        (level, _) => level,
+    };
+    let codec = Codec::for_writing(options.compressor, level, options.block_size)
+        .map_err(|e| BuildError::InvalidOptions(e.to_string()))?;
+    Ok((threads, codec))
+}
+
+/// The compression workers.
+pub(crate) fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("squashbox-build-{i}"))
+        .build()
+        .map_err(|e| BuildError::InvalidOptions(format!("starting worker threads: {e}")))
+}
+
+/// The data pipeline writing into `image`.
+pub(crate) fn start_data(
+    image: &PendingImage,
+    dest: &Path,
+    codec: Codec,
+    options: &BuildOptions,
+    pool: rayon::ThreadPool,
+    threads: usize,
+) -> Result<DataPipeline<ImageOut>, BuildError> {
+    let handle = || {
+        image
+            .file()
+            .try_clone()
+            .map_err(|source| BuildError::Output {
+                path: dest.to_path_buf(),
+                source,
+            })
+    };
+    let writer = ImageWriter::new(ImageOut::new(handle()?), codec, options.block_size)?;
+    Ok(DataPipeline::new(
+        writer,
+        handle()?,
+        pool,
+        pipeline_config(
+            options.block_size,
+            options.fragments,
+            options.dedup,
+            threads,
+        ),
+    ))
+}
+
+/// Write every inode, directory and table after the data; returns the inode count and the
+/// image size.
+pub(crate) fn write_tables(
+    mut writer: ImageWriter<ImageOut>,
+    tree: &Tree,
+    file_data: &[Option<FileData>],
+    options: &BuildOptions,
+) -> Result<(u64, u64), BuildError> {
+    let inode_options = InodeOptions {
+        all_root: options.all_root,
+        mtime: options.mtime,
+    };
+    let inodes = write_inodes(&mut writer, tree, file_data, &inode_options)?;
+    let image_mtime = options.mtime.unwrap_or_else(|| {
+        tree.nodes
+            .iter()
+            .filter(|n| !n.skipped)
+            .map(|n| n.mtime.clamp(0, i64::from(u32::MAX)) as u32)
+            .max()
+            .unwrap_or(0)
+    });
+    let (_, image_bytes) = writer.finish(FinishOptions {
+        root: inodes.root,
+        mtime: image_mtime,
+        deduplicated: options.dedup,
+        fragments: options.fragments,
+    })?;
+    Ok((u64::from(inodes.inode_count), image_bytes))
+}
+
+/// The pipeline's window for `threads` workers.
+pub(crate) fn pipeline_config(
+    block_size: u32,
+    fragments: bool,
+    dedup: bool,
+    threads: usize,
+) -> PipelineConfig {
+    PipelineConfig {
+        block_size,
+        fragments,
+        dedup,
+        window_bytes: (threads * WINDOW_PER_THREAD).max(threads * 2 * block_size as usize),
+        max_jobs: threads * JOBS_PER_THREAD,
+        fragment_lookahead: FRAGMENT_LOOKAHEAD,
+    }
 }
 
 /// zstd's level when none is given: 3 keeps builds fast (the codec's own default follows
@@ -77,14 +177,8 @@ pub(crate) fn run(
     dest: &Path,
     options: &BuildOptions,
 ) -> Result<BuildSummary, BuildError> {
-    let threads = validate(options)?;
+    let (threads, codec) = codec_and_threads(options)?;
     let mut timer = PhaseTimer::new();
-    let level = match (options.level, options.compressor) {
-        (None, Compressor::Zstd) => Some(DEFAULT_ZSTD_LEVEL),
-        (level, _) => level,
-    };
-    let codec = Codec::for_writing(options.compressor, level, options.block_size)
-        .map_err(|e| BuildError::InvalidOptions(e.to_string()))?;
     let source = source.canonicalize().map_err(|e| BuildError::Source {
         path: source.to_path_buf(),
         message: e.to_string(),
@@ -102,37 +196,19 @@ pub(crate) fn run(
     // Unreadable directories found by the walk are reported together with the files that
     // fail to open or read in the data phase, so one run lists every problem.
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("squashbox-build-{i}"))
-        .build()
-        .map_err(|e| BuildError::InvalidOptions(format!("starting worker threads: {e}")))?;
+    let pool = worker_pool(threads)?;
 
-    let sink = ImageOut::new(
-        image
-            .file()
-            .try_clone()
-            .map_err(|source| BuildError::Output {
-                path: dest.to_path_buf(),
-                source,
-            })?,
-    );
-    let mut writer = ImageWriter::new(sink, codec, options.block_size)?;
+    let mut pipeline = start_data(&image, dest, codec, options, pool, threads)?;
 
     // Regular files in tree order (hard links point at their first name).
     let mut file_nodes = Vec::new();
-    let mut inputs = Vec::new();
     let mut total = 0u64;
     let mut files = 0u64;
     for (index, node) in tree.nodes.iter().enumerate() {
         match node.kind {
             NodeKind::File { size, holes } if !node.skipped => {
                 file_nodes.push(index as u32);
-                inputs.push(FileInput {
-                    path: tree.path_of(index as u32),
-                    size,
-                    holes,
-                });
+                pipeline.add_path(tree.path_of(index as u32).into(), size, holes);
                 total += size;
                 files += 1;
             }
@@ -145,17 +221,7 @@ pub(crate) fn run(
         }
     }
     let progress = Progress::new(options.progress, total);
-    let config = PipelineConfig {
-        block_size: options.block_size,
-        fragments: options.fragments,
-        dedup: options.dedup,
-        window_bytes: (threads * WINDOW_PER_THREAD).max(threads * 2 * options.block_size as usize),
-        max_jobs: threads * JOBS_PER_THREAD,
-        fragment_lookahead: FRAGMENT_LOOKAHEAD,
-    };
-    let data = write_data(&mut writer, image.file(), inputs, &pool, config, &mut |n| {
-        progress.inc(n)
-    })?;
+    let (data, writer) = pipeline.finish(&mut |n| progress.inc(n))?;
     progress.finish();
     timer.phase("data");
 
@@ -174,31 +240,13 @@ pub(crate) fn run(
         return Err(BuildError::Unreadable { paths: unreadable });
     }
 
-    let inode_options = InodeOptions {
-        all_root: options.all_root,
-        mtime: options.mtime,
-    };
-    let inodes = write_inodes(&mut writer, &tree, &file_data, &inode_options)?;
-    let image_mtime = options.mtime.unwrap_or_else(|| {
-        tree.nodes
-            .iter()
-            .filter(|n| !n.skipped)
-            .map(|n| n.mtime.clamp(0, i64::from(u32::MAX)) as u32)
-            .max()
-            .unwrap_or(0)
-    });
-    let (_, image_bytes) = writer.finish(FinishOptions {
-        root: inodes.root,
-        mtime: image_mtime,
-        deduplicated: options.dedup,
-        fragments: options.fragments,
-    })?;
+    let (inode_count, image_bytes) = write_tables(writer, &tree, &file_data, options)?;
     timer.phase("inodes and tables");
     image.commit()?;
     timer.phase("sync and rename");
 
     Ok(BuildSummary {
-        inodes: u64::from(inodes.inode_count),
+        inodes: inode_count,
         files,
         input_bytes: data.input_bytes,
         image_bytes,

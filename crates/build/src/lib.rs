@@ -4,6 +4,10 @@
 //! on every core, deduplicates whole files, packs tails into fragments and writes a
 //! kernel-compatible image through `squashbox_format::writer`. The image is written to a
 //! temporary file beside the destination and renamed into place only when complete.
+//!
+//! Two entry points: [`build_image`] packs a directory; [`ImageBuilder`] takes entries pushed
+//! one by one by the caller (e.g. converting a tar stream), with file data streamed from any
+//! reader.
 
 // IMPLEMENTATION NOTE (lead): `BuildOptions`, `BuildSummary`, `BuildError` and `build_image`
 // are the contract the CLI and the backup service code against.
@@ -113,6 +117,15 @@ pub enum BuildError {
         /// Each unreadable path with the reason.
         paths: Vec<(PathBuf, String)>,
     },
+    /// An entry pushed through [`ImageBuilder`] was refused (bad path, duplicate, a parent
+    /// that is not a directory, data shorter or longer than declared).
+    #[error("entry {path}: {message}")]
+    Entry {
+        /// The entry's path inside the image.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// Writing the image failed.
     #[error("writing {path}: {source}")]
     Output {
@@ -140,3 +153,6 @@ pub fn build_image(
 }
 
 mod build;
+mod builder;
+
+pub use builder::{EntryMeta, ImageBuilder};

@@ -1,10 +1,15 @@
 //! The data pipeline: parallel read + compress, ordered placement, dedup and fragments.
 //!
-//! Files are processed in a fixed order. Worker threads (a rayon pool) read and compress data
-//! blocks and hash them; every block carries a sequence number, and the calling thread places
-//! finished blocks strictly in sequence, so the image is byte-identical whatever the thread
-//! count. At most `window_bytes` of blocks (and `max_jobs` jobs) are in flight, which bounds
-//! memory independently of file and tree size.
+//! Files are processed in the order they are added. Worker threads (a rayon pool) read and
+//! compress data blocks and hash them; every block carries a sequence number, and the calling
+//! thread places finished blocks strictly in sequence, so the image is byte-identical whatever
+//! the thread count. At most `window_bytes` of blocks (and `max_jobs` jobs) are in flight,
+//! which bounds memory independently of file and tree size.
+//!
+//! A file is either read by the workers from a path ([`DataPipeline::add_path`], used for
+//! directory builds: jobs are submitted lazily as the window allows) or streamed by the caller
+//! ([`DataPipeline::add_stream`], used by [`crate::ImageBuilder`] for entries pushed from e.g. a
+//! tar stream: the calling thread reads each block and hands it to a worker to compress).
 //!
 //! When a file is complete its content hash (over the per-block hashes) is looked up; on a
 //! size + hash match the stored bytes are compared with the earlier copy read back from the
@@ -14,9 +19,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -27,14 +32,33 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 use crate::BuildError;
 
+/// Where a file's bytes come from.
+enum FileSource {
+    /// Read by the workers from this path.
+    Path(Arc<Path>),
+    /// Handed over block by block by the caller of [`DataPipeline::add_stream`].
+    Stream,
+}
+
 /// A regular file to store.
-pub struct FileInput {
-    /// Where to read it.
-    pub path: PathBuf,
-    /// Size at walk time (exactly this many bytes are stored).
-    pub size: u64,
+struct FileInput {
+    source: FileSource,
+    /// Exactly this many bytes are stored.
+    size: u64,
     /// The file may have holes (worth asking `SEEK_DATA` before reading a block).
-    pub holes: bool,
+    holes: bool,
+}
+
+/// What one block job works on.
+enum JobInput {
+    /// Read `len` bytes at `offset` of the file at `path`.
+    Path {
+        path: Arc<Path>,
+        offset: u64,
+        detect_holes: bool,
+    },
+    /// Bytes the caller already read.
+    Bytes(Vec<u8>),
 }
 
 /// Where a file's data ended up.
@@ -124,11 +148,12 @@ struct Placing {
     jobs_left: u64,
 }
 
-struct Pipeline<'a, W: ImageSink> {
-    writer: &'a mut ImageWriter<W>,
-    readback: &'a File,
-    files: Arc<Vec<FileInput>>,
-    pool: &'a rayon::ThreadPool,
+/// The data phase of one image: add files (by path or streamed), then [`DataPipeline::finish`].
+pub struct DataPipeline<W: ImageSink> {
+    writer: ImageWriter<W>,
+    readback: File,
+    files: Vec<FileInput>,
+    pool: rayon::ThreadPool,
     config: PipelineConfig,
     codec: Codec,
     tx: Sender<Message>,
@@ -140,6 +165,8 @@ struct Pipeline<'a, W: ImageSink> {
     in_flight_bytes: usize,
     in_flight_jobs: usize,
     // placement
+    place_file: usize,
+    placing: Option<Placing>,
     next_place_seq: u64,
     reorder: HashMap<u64, BlockDone>,
     // fragments
@@ -168,52 +195,148 @@ fn job_count(size: u64, config: &PipelineConfig) -> u64 {
     blocks + u64::from(tail > 0)
 }
 
-/// Store the data of `files` (in order) through `writer`.
-pub fn write_data<W: ImageSink>(
-    writer: &mut ImageWriter<W>,
-    readback: &File,
-    files: Vec<FileInput>,
-    pool: &rayon::ThreadPool,
-    config: PipelineConfig,
-    progress: &mut dyn FnMut(u64),
-) -> Result<DataResult, BuildError> {
-    let (tx, rx) = unbounded();
-    let n = files.len();
-    let codec = writer.codec().clone();
-    let mut pipeline = Pipeline {
-        writer,
-        readback,
-        files: Arc::new(files),
-        pool,
-        codec,
-        tx,
-        rx,
-        submit_file: 0,
-        submit_job: 0,
-        next_submit_seq: 0,
-        in_flight_bytes: 0,
-        in_flight_jobs: 0,
-        next_place_seq: 0,
-        reorder: HashMap::new(),
-        open_fragment: Vec::with_capacity(config.block_size as usize),
-        open_index: 0,
-        pending: VecDeque::new(),
-        fragment_cache: None,
-        result: DataResult {
-            files: vec![None; n],
-            failed: Vec::new(),
-            duplicates: 0,
-            input_bytes: 0,
-        },
-        dedup_map: HashMap::new(),
-        zero_hash: xxh3_128(&vec![0u8; config.block_size as usize]),
-        config,
-    };
-    pipeline.run(progress)?;
-    Ok(pipeline.result)
-}
+impl<W: ImageSink> DataPipeline<W> {
+    /// Start the data phase: blocks go to `writer`, `readback` reads the image being written
+    /// (for dedup byte checks), `pool` compresses.
+    pub fn new(
+        writer: ImageWriter<W>,
+        readback: File,
+        pool: rayon::ThreadPool,
+        config: PipelineConfig,
+    ) -> Self {
+        let (tx, rx) = unbounded();
+        let codec = writer.codec().clone();
+        DataPipeline {
+            writer,
+            readback,
+            files: Vec::new(),
+            pool,
+            codec,
+            tx,
+            rx,
+            submit_file: 0,
+            submit_job: 0,
+            next_submit_seq: 0,
+            in_flight_bytes: 0,
+            in_flight_jobs: 0,
+            place_file: 0,
+            placing: None,
+            next_place_seq: 0,
+            reorder: HashMap::new(),
+            open_fragment: Vec::with_capacity(config.block_size as usize),
+            open_index: 0,
+            pending: VecDeque::new(),
+            fragment_cache: None,
+            result: DataResult {
+                files: Vec::new(),
+                failed: Vec::new(),
+                duplicates: 0,
+                input_bytes: 0,
+            },
+            dedup_map: HashMap::new(),
+            zero_hash: xxh3_128(&vec![0u8; config.block_size as usize]),
+            config,
+        }
+    }
 
-impl<W: ImageSink> Pipeline<'_, W> {
+    fn push_file(&mut self, input: FileInput) -> usize {
+        self.files.push(input);
+        self.result.files.push(None);
+        self.files.len() - 1
+    }
+
+    /// Add a file the workers read from `path` (`size` bytes; `holes`: ask `SEEK_DATA`).
+    /// Returns its index in [`DataResult::files`]. Its jobs are submitted as the window allows.
+    pub fn add_path(&mut self, path: Arc<Path>, size: u64, holes: bool) -> usize {
+        self.push_file(FileInput {
+            source: FileSource::Path(path),
+            size,
+            holes,
+        })
+    }
+
+    /// Add a file whose `size` bytes are read from `reader` on this thread, block by block,
+    /// while workers compress earlier blocks. The reader must yield exactly `size` bytes.
+    ///
+    /// An error reading the stream (or a size mismatch) is returned as
+    /// [`BuildError::Entry`] naming `name`; the pipeline must not be used afterwards (the
+    /// file's earlier blocks are already on their way into the image).
+    pub fn add_stream(
+        &mut self,
+        name: &Path,
+        size: u64,
+        reader: &mut dyn Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<usize, BuildError> {
+        let file = self.push_file(FileInput {
+            source: FileSource::Stream,
+            size,
+            holes: false,
+        });
+        // Sequence numbers follow file order: every earlier file's jobs go first.
+        while self.submit_file < file {
+            self.submit();
+            if self.submit_file < file {
+                self.advance(progress)?;
+            }
+        }
+        let stream_err = |message: String| BuildError::Entry {
+            path: name.to_path_buf(),
+            message,
+        };
+        let bs = u64::from(self.config.block_size);
+        let (blocks, tail) = layout(size, self.config.block_size, self.config.fragments);
+        for job in 0..blocks + u64::from(tail > 0) {
+            let is_tail = job == blocks;
+            let len = if is_tail {
+                tail
+            } else {
+                bs.min(size - job * bs)
+            } as usize;
+            while !self.window_has_room() {
+                self.advance(progress)?;
+            }
+            let mut data = vec![0u8; len];
+            reader.read_exact(&mut data).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    stream_err(format!("the data ended before the declared {size} bytes"))
+                } else {
+                    stream_err(format!("reading the data: {e}"))
+                }
+            })?;
+            self.spawn_block_job(file, JobInput::Bytes(data), len, is_tail);
+        }
+        let mut probe = [0u8; 1];
+        match reader.read(&mut probe) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(stream_err(format!(
+                    "more data than the declared {size} bytes"
+                )))
+            }
+            Err(e) => return Err(stream_err(format!("reading the data: {e}"))),
+        }
+        self.submit_file = file + 1;
+        self.submit_job = 0;
+        Ok(file)
+    }
+
+    /// Store everything added so far, write the remaining fragments, and hand back the
+    /// writer with the per-file results.
+    pub fn finish(
+        mut self,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(DataResult, ImageWriter<W>), BuildError> {
+        while self.place_file < self.files.len() {
+            self.advance(progress)?;
+        }
+        self.close_fragment()?;
+        while !self.pending.is_empty() {
+            self.write_oldest_fragment()?;
+        }
+        Ok((self.result, self.writer))
+    }
+
     fn new_placing(&self, file: usize) -> Placing {
         Placing {
             blocks_start: None,
@@ -226,53 +349,53 @@ impl<W: ImageSink> Pipeline<'_, W> {
         }
     }
 
-    fn run(&mut self, progress: &mut dyn FnMut(u64)) -> Result<(), BuildError> {
-        let n = self.files.len();
-        let mut current = 0usize;
-        let mut placing = if n > 0 {
-            Some(self.new_placing(0))
-        } else {
-            None
-        };
-        while current < n {
-            let state = placing.as_mut().expect("placing state for current file");
-            if state.jobs_left == 0 {
-                let state = placing.take().expect("placing state");
-                self.finalize(current, state)?;
-                current += 1;
-                if current < n {
-                    placing = Some(self.new_placing(current));
-                }
-                continue;
-            }
-            self.submit();
-            if let Some(done) = self.reorder.remove(&self.next_place_seq) {
-                self.next_place_seq += 1;
-                self.in_flight_bytes -= done.len;
-                self.in_flight_jobs -= 1;
-                progress(done.len as u64);
-                self.place(state, done)?;
-                continue;
-            }
-            self.receive_one()?;
-        }
-        self.close_fragment()?;
-        while !self.pending.is_empty() {
-            self.write_oldest_fragment()?;
-        }
-        Ok(())
+    fn window_has_room(&self) -> bool {
+        self.in_flight_jobs < self.config.max_jobs
+            && self.in_flight_bytes < self.config.window_bytes
     }
 
-    /// Submit jobs until the window is full or every job is submitted.
+    /// One unit of progress: finalize the file being placed if all its blocks are in, submit
+    /// what the window allows, place the next block, or wait for a worker.
+    fn advance(&mut self, progress: &mut dyn FnMut(u64)) -> Result<(), BuildError> {
+        if self.placing.is_none() && self.place_file < self.files.len() {
+            self.placing = Some(self.new_placing(self.place_file));
+        }
+        if let Some(state) = self.placing.take_if(|p| p.jobs_left == 0) {
+            self.finalize(self.place_file, state)?;
+            self.place_file += 1;
+            return Ok(());
+        }
+        self.submit();
+        if let Some(done) = self.reorder.remove(&self.next_place_seq) {
+            self.next_place_seq += 1;
+            self.in_flight_bytes -= done.len;
+            self.in_flight_jobs -= 1;
+            progress(done.len as u64);
+            let mut state = self
+                .placing
+                .take()
+                .ok_or_else(|| stalled("a block without a file"))?;
+            let placed = self.place(&mut state, done);
+            self.placing = Some(state);
+            return placed;
+        }
+        if self.in_flight_jobs == 0 {
+            return Err(stalled("nothing in flight"));
+        }
+        self.receive_one()
+    }
+
+    /// Submit path jobs until the window is full, every job is submitted, or the next file is
+    /// a stream (whose blocks [`Self::add_stream`] submits).
     fn submit(&mut self) {
         let bs = u64::from(self.config.block_size);
-        while self.submit_file < self.files.len()
-            && self.in_flight_jobs < self.config.max_jobs
-            && self.in_flight_bytes < self.config.window_bytes
-        {
+        while self.submit_file < self.files.len() && self.window_has_room() {
             let file = self.submit_file;
-            let size = self.files[file].size;
-            let (blocks, tail) = layout(size, self.config.block_size, self.config.fragments);
+            let input = &self.files[file];
+            let FileSource::Path(path) = &input.source else {
+                break;
+            };
+            let (blocks, tail) = layout(input.size, self.config.block_size, self.config.fragments);
             let job = self.submit_job;
             if job >= blocks + u64::from(tail > 0) {
                 self.submit_file += 1;
@@ -281,52 +404,71 @@ impl<W: ImageSink> Pipeline<'_, W> {
             }
             let offset = job * bs;
             let is_tail = job == blocks;
-            let len = if is_tail { tail } else { bs.min(size - offset) } as usize;
-            let seq = self.next_submit_seq;
-            self.next_submit_seq += 1;
+            let len = if is_tail {
+                tail
+            } else {
+                bs.min(input.size - offset)
+            } as usize;
+            let job_input = JobInput::Path {
+                path: Arc::clone(path),
+                offset,
+                detect_holes: !is_tail && input.holes,
+            };
+            self.spawn_block_job(file, job_input, len, is_tail);
             self.submit_job += 1;
-            self.in_flight_bytes += len;
-            self.in_flight_jobs += 1;
-            let files = Arc::clone(&self.files);
-            let codec = self.codec.clone();
-            let tx = self.tx.clone();
-            let zero_hash = self.zero_hash;
-            self.pool.spawn(move || {
-                let (hash, out) = match read_block(
-                    &files[file].path,
-                    offset,
-                    len,
-                    !is_tail && files[file].holes,
-                ) {
-                    Ok(None) => {
-                        let hash = if len as u64 == bs {
-                            zero_hash
-                        } else {
-                            xxh3_128(&vec![0u8; len])
-                        };
-                        (hash, Ok(Stored::Sparse))
-                    }
-                    Ok(Some(data)) => {
-                        let hash = xxh3_128(&data);
-                        let out = if is_tail {
-                            Ok(Stored::Tail(data))
-                        } else if data.iter().all(|&b| b == 0) {
-                            Ok(Stored::Sparse)
-                        } else {
-                            compress_block(&codec, data)
-                        };
-                        (hash, out)
-                    }
-                    Err(e) => (0, Err(JobError::Read(e.to_string()))),
-                };
-                let _ = tx.send(Message::Block(BlockDone {
-                    seq,
-                    len,
-                    hash,
-                    out,
-                }));
-            });
         }
+    }
+
+    /// Hand one block of `file` to a worker: read (or take) it, hash it, and compress it
+    /// unless it is a tail or all zeros.
+    fn spawn_block_job(&mut self, file: usize, input: JobInput, len: usize, is_tail: bool) {
+        debug_assert!(file < self.files.len());
+        let seq = self.next_submit_seq;
+        self.next_submit_seq += 1;
+        self.in_flight_bytes += len;
+        self.in_flight_jobs += 1;
+        let codec = self.codec.clone();
+        let tx = self.tx.clone();
+        let zero_hash = self.zero_hash;
+        let full_block = len == self.config.block_size as usize;
+        self.pool.spawn(move || {
+            let data = match input {
+                JobInput::Path {
+                    path,
+                    offset,
+                    detect_holes,
+                } => read_block(&path, offset, len, detect_holes),
+                JobInput::Bytes(bytes) => Ok(Some(bytes)),
+            };
+            let (hash, out) = match data {
+                Ok(None) => {
+                    let hash = if full_block {
+                        zero_hash
+                    } else {
+                        xxh3_128(&vec![0u8; len])
+                    };
+                    (hash, Ok(Stored::Sparse))
+                }
+                Ok(Some(data)) => {
+                    let hash = xxh3_128(&data);
+                    let out = if is_tail {
+                        Ok(Stored::Tail(data))
+                    } else if data.iter().all(|&b| b == 0) {
+                        Ok(Stored::Sparse)
+                    } else {
+                        compress_block(&codec, data)
+                    };
+                    (hash, out)
+                }
+                Err(e) => (0, Err(JobError::Read(e.to_string()))),
+            };
+            let _ = tx.send(Message::Block(BlockDone {
+                seq,
+                len,
+                hash,
+                out,
+            }));
+        });
     }
 
     fn receive_one(&mut self) -> Result<(), BuildError> {
@@ -576,6 +718,12 @@ impl<W: ImageSink> Pipeline<'_, W> {
         debug_assert_eq!(index, front.index);
         Ok(())
     }
+}
+
+fn stalled(what: &str) -> BuildError {
+    BuildError::Format(squashbox_format::Error::InvalidArgument(format!(
+        "data pipeline stalled ({what}); this is a bug"
+    )))
 }
 
 fn compress_block(codec: &Codec, data: Vec<u8>) -> Result<Stored, JobError> {

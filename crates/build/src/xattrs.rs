@@ -12,7 +12,7 @@ const MAX_VALUE: usize = 1 << 16;
 /// A set of `(full name, value)` pairs sorted by name.
 pub type XattrSet = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn storable(name: &[u8]) -> bool {
+pub(crate) fn storable(name: &[u8]) -> bool {
     squashbox_format::writer::xattr::split_name(name).is_some_and(|(_, rest)| !rest.is_empty())
 }
 
