@@ -50,6 +50,7 @@ fn main() -> Result<(), squashbox_backup::BackupError> {
         },
     )?;
     let ours: Vec<_> = would
+        .deleted
         .iter()
         .filter(|b| b.name.as_deref() == Some(name.as_str()))
         .collect();

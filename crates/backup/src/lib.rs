@@ -34,13 +34,15 @@ pub use clock::Clock;
 pub use create::{create_backup, import_archive, BackupOptions};
 pub use error::{BackupError, ErrorCode, ErrorContext, Result};
 pub use manage::{
-    delete_backup, list_backups, prune_backups, read_meta, verify_backup, BackupInfo, PruneOptions,
-    VerifyReport,
+    delete_backup, list_backups, prune_backups, read_meta, verify_backup, BackupInfo, OrphanInfo,
+    PruneOptions, PruneReport, VerifyReport, DEFAULT_ORPHAN_MIN_AGE_SECS,
 };
 pub use meta::{
     parse_id, BackupMeta, DirectoryBackup, EXPIRY_BUFFER_SECS, FORMAT_VERSION, MAX_META_BYTES,
 };
-pub use overlay_mode::{serve_until_unmounted, unmount_restore};
+pub use overlay_mode::{
+    serve_until_unmounted, serve_until_unmounted_then, unmount_restore, AfterUnmount,
+};
 pub use restore::{restore_backup, restore_by_id, RestoreMode, RestoreOptions, RestoreResult};
 pub use squashbox_format::Compressor;
 pub use state::{active_restores, RestoreRecord};

@@ -81,8 +81,9 @@ pub fn read_meta(store: &Store, id: &str) -> Result<BackupMeta> {
 pub fn list_backups(store: &Store, clock: &Clock) -> Result<Vec<BackupInfo>> {
     let ids = store.list_ids().map_err(|e| store_error(store, e))?;
     let mut out = Vec::new();
-    for (id, has_meta) in ids {
-        if !has_meta || parse_id(&id).is_err() {
+    for listed in ids {
+        let id = listed.id;
+        if !listed.has_meta || parse_id(&id).is_err() {
             continue;
         }
         match read_meta(store, &id) {
@@ -131,8 +132,14 @@ pub fn delete_backup(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Which backups `prune` deletes. A backup is deleted when any set rule selects it.
-#[derive(Clone, Debug, Default)]
+/// Default [`PruneOptions::orphan_min_age`]: one day. A create writes `data.sqsh` first and
+/// `meta.json` last, so data without meta is either a crashed create or one still uploading;
+/// only the age tells them apart, and no create runs anywhere near this long.
+pub const DEFAULT_ORPHAN_MIN_AGE_SECS: u64 = 86_400;
+
+/// Which backups `prune` deletes. A backup is deleted when any set rule selects it. Orphan
+/// data (see [`PruneOptions::orphan_min_age`]) is cleaned up by every prune.
+#[derive(Clone, Debug)]
 pub struct PruneOptions {
     /// Delete expired backups.
     pub expired: bool,
@@ -140,20 +147,73 @@ pub struct PruneOptions {
     pub keep_last: Option<usize>,
     /// Delete backups created more than this many seconds ago.
     pub older_than: Option<u64>,
+    /// Only clean up orphan data: lets a prune run with no backup rule.
+    pub orphans: bool,
+    /// Orphan data (`backups/{id}/data.sqsh` without `meta.json`: a create that crashed, or
+    /// one still uploading) is deleted once it is at least this many seconds old, by the
+    /// store's modification time and `clock`. Default [`DEFAULT_ORPHAN_MIN_AGE_SECS`]; it
+    /// must exceed the longest create (build + upload), or a running create loses its data.
+    pub orphan_min_age: u64,
     /// Only report what would be deleted.
     pub dry_run: bool,
     /// Clock for "now".
     pub clock: Clock,
 }
 
-/// Delete the backups selected by `options`; returns them.
-pub fn prune_backups(store: &Store, options: &PruneOptions) -> Result<Vec<BackupInfo>> {
-    if !options.expired && options.keep_last.is_none() && options.older_than.is_none() {
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            expired: false,
+            keep_last: None,
+            older_than: None,
+            orphans: false,
+            orphan_min_age: DEFAULT_ORPHAN_MIN_AGE_SECS,
+            dry_run: false,
+            clock: Clock::default(),
+        }
+    }
+}
+
+/// What [`prune_backups`] deleted (or, on a dry run, would delete).
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    /// Backups selected by the rules.
+    pub deleted: Vec<BackupInfo>,
+    /// Orphan data cleaned up.
+    pub orphans: Vec<OrphanInfo>,
+}
+
+/// Data left without meta by a create that never finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrphanInfo {
+    /// The id the create had drawn.
+    pub id: String,
+    /// The object (or, in a local store, the staging file of an unfinished upload).
+    pub key: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// Its last modification (RFC 3339).
+    pub last_modified: String,
+    /// Its age in seconds when prune looked.
+    pub age_secs: i64,
+}
+
+/// Delete the backups selected by `options` and the orphan data older than
+/// `options.orphan_min_age`; returns both.
+pub fn prune_backups(store: &Store, options: &PruneOptions) -> Result<PruneReport> {
+    if !options.expired
+        && options.keep_last.is_none()
+        && options.older_than.is_none()
+        && !options.orphans
+    {
         return Err(BackupError::invalid(
-            "prune needs a rule: --expired, --keep-last N or --older-than DURATION",
+            "prune needs a rule: --expired, --keep-last N, --older-than DURATION or --orphans",
         ));
     }
     let now = options.clock.now();
+    let orphans = prune_orphans(store, options, now)?;
     let all = list_backups(store, &options.clock)?;
     let mut doomed = vec![false; all.len()];
     for (i, info) in all.iter().enumerate() {
@@ -194,7 +254,96 @@ pub fn prune_backups(store: &Store, options: &PruneOptions) -> Result<Vec<Backup
         }
         deleted.push(info);
     }
-    Ok(deleted)
+    Ok(PruneReport { deleted, orphans })
+}
+
+/// Delete `data.sqsh` objects without `meta.json` that are at least `orphan_min_age` old
+/// (plus, in a local store, staging files of unfinished uploads as old as that).
+fn prune_orphans(
+    store: &Store,
+    options: &PruneOptions,
+    now: time::OffsetDateTime,
+) -> Result<Vec<OrphanInfo>> {
+    let min_age = i64::try_from(options.orphan_min_age).unwrap_or(i64::MAX);
+    // A store clock ahead of ours makes objects look younger (never older): clamp at 0 so
+    // that a minimum age of 0 means "any age".
+    let age_of = |unix: i64| now.unix_timestamp().saturating_sub(unix).max(0);
+    let when = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .map(rfc3339)
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for listed in store.list_ids().map_err(|e| store_error(store, e))? {
+        let Some(data) = listed.data else { continue };
+        // Only ids a create draws (UUIDs): anything else under backups/ is not ours.
+        if listed.has_meta || parse_id(&listed.id).is_err() {
+            continue;
+        }
+        let age = age_of(data.last_modified);
+        if age < min_age {
+            continue;
+        }
+        let data_key = store.data_key(&listed.id);
+        if !options.dry_run {
+            // Look once more: a create that just wrote its meta has committed a backup.
+            let meta_now = store
+                .head_size(&store.meta_key(&listed.id))
+                .map_err(|e| store_error(store, e).with_id(&listed.id))?;
+            if meta_now.is_some() {
+                continue;
+            }
+            store
+                .delete(&data_key)
+                .map_err(|e| store_error(store, e).with_id(&listed.id))?;
+        }
+        out.push(OrphanInfo {
+            id: listed.id,
+            key: data_key.to_string(),
+            size_bytes: data.size,
+            last_modified: when(data.last_modified),
+            age_secs: age,
+        });
+    }
+    for (path, mtime) in store.local_staging_files() {
+        let age = age_of(mtime);
+        if age < min_age {
+            continue;
+        }
+        let size = std::fs::symlink_metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let id = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !options.dry_run {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    // The id's dir, if that was all it held (a failure just leaves it).
+                    if let Some(dir) = path.parent() {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(BackupError::invalid(format!(
+                        "cannot delete the unfinished upload {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        out.push(OrphanInfo {
+            id,
+            key: path.display().to_string(),
+            size_bytes: size,
+            last_modified: when(mtime),
+            age_secs: age,
+        });
+    }
+    Ok(out)
 }
 
 /// Result of [`verify_backup`].

@@ -132,10 +132,31 @@ fn copy_root_attributes(archive: &Archive, upper: &Path) -> std::io::Result<()> 
     Ok(())
 }
 
+/// What happens to a restore's changes (its upper and work dirs) once its mount has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterUnmount {
+    /// Delete them: the directory's restore is over (`squashbox umount`, another restore).
+    Discard,
+    /// Leave them in the state dir, e.g. when the server was stopped by a signal (shutdown,
+    /// Ctrl-C), which is not a user's decision to throw the changes away.
+    Keep,
+}
+
 /// Serve the restore mount on `dir` made by this process until it is unmounted from outside
 /// (`umount DIR`, `squashbox umount DIR`, or another restore onto `dir`), then remove its
 /// record and layers. For a process whose only job is keeping the mount alive.
 pub fn serve_until_unmounted(dir: &Path, state_dir: &Path) -> Result<()> {
+    serve_until_unmounted_then(dir, state_dir, || AfterUnmount::Discard).map(|_| ())
+}
+
+/// Like [`serve_until_unmounted`], but once the mount has ended, `after` decides whether the
+/// changes (upper and work dirs) are deleted or kept. The record is removed either way, so
+/// the restore is no longer listed. Returns the kept upper dir, if any.
+pub fn serve_until_unmounted_then(
+    dir: &Path,
+    state_dir: &Path,
+    after: impl FnOnce() -> AfterUnmount,
+) -> Result<Option<PathBuf>> {
     let handle = registry()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -145,15 +166,22 @@ pub fn serve_until_unmounted(dir: &Path, state_dir: &Path) -> Result<()> {
                 .with_dir(dir)
         })?;
     let waited = handle.wait();
+    let mut kept = None;
+    // The record may already name a newer restore of `dir` (another process replaced us and
+    // cleans up our layers itself): only our own record and layers are ours to handle.
     if let Some(rec) = read_record(state_dir, dir) {
         if rec.pid == std::process::id() {
-            cleanup_layers(&rec);
+            match after() {
+                AfterUnmount::Discard => cleanup_layers(&rec),
+                AfterUnmount::Keep => kept = Some(rec.upper.clone()),
+            }
             remove_record(state_dir, dir);
         }
     }
     waited.map_err(|e| {
         BackupError::restore_failed(format!("serving the overlay failed: {e}")).with_dir(dir)
-    })
+    })?;
+    Ok(kept)
 }
 
 /// End the restore mount on `dir`, if there is one. Returns whether one was ended.

@@ -43,6 +43,24 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     url: String,
+    /// The directory of a local store, for cleaning up what its listings do not show.
+    local_root: Option<PathBuf>,
+}
+
+/// One id under `backups/` in a listing.
+#[derive(Clone, Debug)]
+pub(crate) struct ListedId {
+    pub id: String,
+    pub has_meta: bool,
+    pub data: Option<ListedData>,
+}
+
+/// A listed `data.sqsh`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListedData {
+    pub size: u64,
+    /// Last modification, Unix seconds (the store's clock).
+    pub last_modified: i64,
 }
 
 impl Store {
@@ -106,6 +124,7 @@ impl Store {
             inner,
             prefix: ObjectPath::from(prefix.trim_matches('/')),
             url: label.to_string(),
+            local_root: None,
         }
     }
 
@@ -128,7 +147,9 @@ impl Store {
             })?
             .with_automatic_cleanup(true)
             .with_fsync(true);
-        Ok(Store::from_object_store(Arc::new(fs), "", url))
+        let mut store = Store::from_object_store(Arc::new(fs), "", url);
+        store.local_root = Some(path.to_path_buf());
+        Ok(store)
     }
 
     fn open_s3(url: &str, rest: &str, config: &[(&str, &str)]) -> Result<Store> {
@@ -268,14 +289,14 @@ impl Store {
         }
     }
 
-    /// Ids of every `backups/{id}/meta.json` in the store (committed backups), plus ids that
-    /// only have data (uncommitted leftovers), as `(id, has_meta)`.
-    pub(crate) fn list_ids(&self) -> Result<Vec<(String, bool)>, object_store::Error> {
+    /// Every id under `backups/` that has a `meta.json` (committed backups) or only a
+    /// `data.sqsh` (uncommitted leftovers), sorted by id.
+    pub(crate) fn list_ids(&self) -> Result<Vec<ListedId>, object_store::Error> {
         let prefix = self.key("backups");
         let base: Vec<String> = prefix.parts().map(|p| p.as_ref().to_string()).collect();
         // Streamed: memory grows with the number of backups, not of listed objects.
-        let ids = block_on(async {
-            let mut ids: std::collections::BTreeMap<String, bool> = Default::default();
+        block_on(async {
+            let mut ids: std::collections::BTreeMap<String, ListedId> = Default::default();
             let mut listing = self.inner.list(Some(&prefix));
             while let Some(object) = listing.next().await {
                 let object = object?;
@@ -289,14 +310,63 @@ impl Store {
                     continue;
                 }
                 let id = parts[base.len()].as_ref().to_string();
-                let entry = ids.entry(id).or_insert(false);
-                if parts[base.len() + 1].as_ref() == "meta.json" {
-                    *entry = true;
+                let entry = ids.entry(id.clone()).or_insert_with(|| ListedId {
+                    id,
+                    has_meta: false,
+                    data: None,
+                });
+                match parts[base.len() + 1].as_ref() {
+                    "meta.json" => entry.has_meta = true,
+                    "data.sqsh" => {
+                        entry.data = Some(ListedData {
+                            size: object.size,
+                            last_modified: object.last_modified.timestamp(),
+                        })
+                    }
+                    _ => {}
                 }
             }
-            Ok::<_, object_store::Error>(ids)
-        })?;
-        Ok(ids.into_iter().collect())
+            Ok(ids.into_values().collect())
+        })
+    }
+
+    /// Staging files a crashed upload left in a local store (`backups/{id}/data.sqsh#N`,
+    /// invisible to listings), as (path, mtime in Unix seconds). Empty for other stores.
+    pub(crate) fn local_staging_files(&self) -> Vec<(PathBuf, i64)> {
+        let Some(root) = &self.local_root else {
+            return Vec::new();
+        };
+        let mut dir = root.clone();
+        for part in self.prefix.parts() {
+            dir.push(part.as_ref());
+        }
+        dir.push("backups");
+        let mut out = Vec::new();
+        let Ok(ids) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for id in ids.flatten() {
+            let Ok(files) = std::fs::read_dir(id.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Some((stem, suffix)) = name.to_str().and_then(|n| n.split_once('#')) else {
+                    continue;
+                };
+                // The object store's staging names: the final name, '#', a number.
+                if !matches!(stem, "data.sqsh" | "meta.json")
+                    || suffix.is_empty()
+                    || !suffix.bytes().all(|b| b.is_ascii_digit())
+                {
+                    continue;
+                }
+                let Ok(meta) = file.metadata() else { continue };
+                use std::os::unix::fs::MetadataExt;
+                out.push((file.path(), meta.mtime()));
+            }
+        }
+        out
     }
 
     /// Upload the local file at `path` to `key`: one PUT when small, else a parallel multipart

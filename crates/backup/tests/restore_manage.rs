@@ -314,7 +314,8 @@ both_stores!(prune_rules, |env: &Env| {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .deleted;
     assert_eq!(would.len(), 1);
     assert_eq!(list_backups(&env.store, &clock_at(now)).unwrap().len(), 4);
     let gone = prune_backups(
@@ -325,7 +326,8 @@ both_stores!(prune_rules, |env: &Env| {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .deleted;
     assert_eq!(gone.iter().map(|i| &i.id).collect::<Vec<_>>(), vec![&b.id]);
     let gone = prune_backups(
         &env.store,
@@ -335,7 +337,8 @@ both_stores!(prune_rules, |env: &Env| {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .deleted;
     let mut gone_ids: Vec<_> = gone.iter().map(|i| i.id.clone()).collect();
     gone_ids.sort();
     let mut expect = vec![a1.id.clone(), more[0].id.clone()];
@@ -353,7 +356,8 @@ both_stores!(prune_rules, |env: &Env| {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .deleted;
     assert!(none.is_empty());
     let gone = prune_backups(
         &env.store,
@@ -363,7 +367,8 @@ both_stores!(prune_rules, |env: &Env| {
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+    .deleted;
     assert_eq!(gone.len(), 1);
     assert!(list_backups(&env.store, &clock_at(now)).unwrap().is_empty());
 });
@@ -385,4 +390,109 @@ both_stores!(uncommitted_upload_is_not_a_backup, |env: &Env| {
     )
     .unwrap_err();
     assert_eq!(e.code(), "BACKUP_NOT_FOUND");
+});
+
+both_stores!(prune_cleans_old_orphans_only, |env: &Env| {
+    let (kept, _) = seed(env, "kept", T0, 100_000);
+    // An interrupted create: data without meta under a drawn id.
+    let orphan = uuid::Uuid::new_v4().to_string();
+    // Not an id a create draws: never ours to delete.
+    let foreign = env.key("not-an-id", "data.sqsh");
+    env.raw(|s| {
+        let (key, foreign) = (env.key(&orphan, "data.sqsh"), foreign.clone());
+        async move {
+            s.put(&key, vec![1u8; 5000].into()).await.unwrap();
+            s.put(&foreign, vec![2u8; 10].into()).await.unwrap();
+        }
+    });
+    // A local store also holds the staging file of an upload that never completed.
+    let staging = (env.kind == "local").then(|| {
+        let id = uuid::Uuid::new_v4().to_string();
+        let p = env.path(&format!("store/backups/{id}/data.sqsh#1"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, vec![3u8; 700]).unwrap();
+        p
+    });
+    let exists = |id: &str| {
+        let key = env.key(id, "data.sqsh");
+        env.raw(|s| async move { s.head(&key).await.is_ok() })
+    };
+    let prune = |min_age: u64, dry_run: bool| {
+        prune_backups(
+            &env.store,
+            &PruneOptions {
+                orphans: true,
+                orphan_min_age: min_age,
+                dry_run,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+
+    // Just written: younger than the default safety age (a create may still be running).
+    let r = prune(squashbox_backup::DEFAULT_ORPHAN_MIN_AGE_SECS, false);
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert!(r.deleted.is_empty());
+    assert!(exists(&orphan));
+    // Any age: reported on a dry run, still there.
+    let r = prune(0, true);
+    let mut found: Vec<_> = r.orphans.iter().map(|o| o.size_bytes).collect();
+    found.sort();
+    let expect: Vec<u64> = if staging.is_some() {
+        vec![700, 5000]
+    } else {
+        vec![5000]
+    };
+    assert_eq!(found, expect, "{r:?}");
+    assert!(r.orphans.iter().any(|o| o.id == orphan));
+    assert!(exists(&orphan));
+    // For real.
+    let r = prune(0, false);
+    assert_eq!(r.orphans.len(), expect.len(), "{r:?}");
+    assert!(r.deleted.is_empty());
+    assert!(!exists(&orphan));
+    if let Some(p) = &staging {
+        assert!(!p.exists());
+        assert!(
+            !p.parent().unwrap().exists(),
+            "the emptied id dir is removed"
+        );
+    }
+    // The committed backup and the foreign object are untouched.
+    let listed = list_backups(&env.store, &clock_at(T0)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, kept.id);
+    assert!(verify_backup(&env.store, &kept.id).unwrap().ok);
+    assert!(env.raw(|s| async move { s.head(&foreign).await.is_ok() }));
+    // Nothing left to clean.
+    assert!(prune(0, false).orphans.is_empty());
+
+    // A rule-driven prune cleans orphans too; without any rule it is refused.
+    env.raw(|s| {
+        let key = env.key(&orphan, "data.sqsh");
+        async move { s.put(&key, vec![1u8; 10].into()).await.unwrap() }
+    });
+    let e = prune_backups(
+        &env.store,
+        &PruneOptions {
+            orphan_min_age: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "INVALID_BACKUP_CONFIG");
+    let r = prune_backups(
+        &env.store,
+        &PruneOptions {
+            expired: true,
+            orphan_min_age: 0,
+            clock: clock_at(T0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.orphans.len(), 1);
+    assert!(r.deleted.is_empty());
+    assert!(!exists(&orphan));
 });

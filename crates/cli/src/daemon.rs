@@ -1,5 +1,5 @@
-//! Running a FUSE server as a background daemon, shared by `squashbox mount` and
-//! `squashbox overlay`.
+//! Running a FUSE server as a background daemon, shared by `squashbox mount`,
+//! `squashbox overlay` and the restore server of `squashbox restore`.
 //!
 //! The command re-executes itself with `--foreground --daemon-child`; the child mounts, prints
 //! `ready` (or `error MESSAGE`) on its stdout pipe, detaches from the parent's terminal and
@@ -92,6 +92,18 @@ pub(crate) fn unmount_on_signal(
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+/// The unmount for a signal on a writable mount: a plain unmount, so in-flight writes finish;
+/// if files are still open, a lazy one, which detaches the mount now while the daemon keeps
+/// serving those files until they are closed (then its serving loop returns).
+pub(crate) fn unmount_gracefully(mountpoint: &Path) {
+    use squashbox_mount::UnmountMode;
+    if squashbox_mount::unmount(mountpoint, UnmountMode::Normal).is_err() {
+        if let Err(e) = squashbox_mount::unmount(mountpoint, UnmountMode::Lazy) {
+            log::error!("unmounting {}: {e}", mountpoint.display());
+        }
+    }
 }
 
 /// Point stdout (and stderr unless logging goes to a file) at /dev/null, so the daemon holds

@@ -1,6 +1,7 @@
 //! The backup subcommands end to end: backup, restore (copy and background overlay server),
-//! list, verify, delete, prune, status, JSON errors, unreadable files as an unprivileged
-//! user, and the S3 store (when the test S3 server is configured; see scripts/s3-server.sh).
+//! list, verify, delete, prune (rules and orphan data), status, signals to the restore server,
+//! JSON errors, unreadable files as an unprivileged user, and the S3 store (when the test S3
+//! server is configured; see scripts/s3-server.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -152,7 +153,8 @@ fn json_errors_carry_code_message_context() {
     assert_eq!(e["code"], "BACKUP_EXPIRED");
     assert!(e["context"]["expiredAt"].as_str().unwrap().ends_with('Z'));
     let pruned = ctx.ok_json(&["prune", "--expired", "--json"]);
-    assert_eq!(pruned.as_array().unwrap().len(), 1);
+    assert_eq!(pruned["deleted"].as_array().unwrap().len(), 1);
+    assert_eq!(pruned["orphans"], serde_json::json!([]));
     let e = ctx.err_json(&["prune", "--json"]);
     assert_eq!(e["code"], "INVALID_BACKUP_CONFIG");
     // Without --json: one line on stderr, code first.
@@ -352,4 +354,180 @@ fn restore_recovers_from_a_killed_restore_server() {
     assert_ne!(st[0]["pid"].as_u64().unwrap(), pid);
     let out = ctx.run(&["umount", s(&dir)]);
     assert!(out.success(), "{}", out.describe());
+}
+
+#[test]
+fn prune_deletes_orphan_data_past_the_safety_age() {
+    let ctx = Ctx::new();
+    let dir = ctx.path("proj");
+    make_tree(&dir);
+    let h = ctx.ok_json(&["backup", s(&dir), "--json"]);
+    let id = h["id"].as_str().unwrap().to_string();
+    // A create that crashed after uploading its data: data.sqsh, no meta.json.
+    let orphan_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let orphan = ctx.path(&format!("store/backups/{orphan_id}/data.sqsh"));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::copy(ctx.path(&format!("store/backups/{id}/data.sqsh")), &orphan).unwrap();
+
+    // Fresh orphans are left alone by default (it could be a create still uploading).
+    let r = ctx.ok_json(&["prune", "--orphans", "--json"]);
+    assert_eq!(r["orphans"], serde_json::json!([]), "{r}");
+    assert!(orphan.exists());
+    let r = ctx.ok_json(&[
+        "prune",
+        "--orphans",
+        "--orphan-age",
+        "0",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(r["orphans"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["orphans"][0]["id"], orphan_id);
+    assert!(orphan.exists());
+    let out = ctx.run(&["prune", "--orphans", "--orphan-age", "0s"]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(
+        out.stdout_text()
+            .contains("deleted 0 backup(s), 1 orphan(s)"),
+        "{}",
+        out.describe()
+    );
+    assert!(!orphan.exists());
+    // The committed backup is untouched.
+    let list = ctx.ok_json(&["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(ctx.ok_json(&["verify", &id, "--json"])["ok"], true);
+    let e = ctx.err_json(&["prune", "--orphan-age", "1x", "--orphans", "--json"]);
+    assert_eq!(e["code"], "INVALID_BACKUP_CONFIG");
+}
+
+/// Wait (bounded) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn send(signal: &str, pid: u64) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// Kills (SIGKILL) and reaps a foreground restore server still running at the end of a test.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn signals_unmount_the_restore_server_and_keep_its_changes() {
+    if !squashbox_testkit::require_fuse() {
+        return;
+    }
+    let ctx = Ctx::new();
+    let dir = ctx.path("proj");
+    make_tree(&dir);
+    let h = ctx.ok_json(&["backup", s(&dir), "--json"]);
+    let id = h["id"].as_str().unwrap().to_string();
+    // What is underneath the mount must never change.
+    std::fs::write(dir.join("a.txt"), "underneath\n").unwrap();
+    let _guard = Unmount(&ctx, dir.clone());
+
+    // SIGTERM to the background server while a file is open in the mount: the plain unmount
+    // is refused (busy), so it detaches lazily and serves the open file until it is closed.
+    ctx.ok_json(&["restore", &id, "--json"]);
+    let st = status(&ctx);
+    assert_eq!(st.len(), 1);
+    let pid = st[0]["pid"].as_u64().unwrap();
+    let upper = PathBuf::from(st[0]["upper"].as_str().unwrap());
+    std::fs::write(dir.join("scratch"), "kept\n").unwrap();
+    let mut held = std::fs::File::create(dir.join("held")).unwrap();
+    use std::io::Write;
+    held.write_all(&[5u8; 100_000]).unwrap();
+    send("TERM", pid);
+    wait_until("the mount detached", || !is_mounted(&dir));
+    // Still served through the open descriptor.
+    held.write_all(&[6u8; 100_000]).unwrap();
+    held.sync_all().unwrap();
+    drop(held);
+    assert!(wait_gone(pid), "restore server did not exit after SIGTERM");
+    assert!(!is_mounted(&dir));
+    assert!(status(&ctx).is_empty(), "{:?}", status(&ctx));
+    assert_eq!(
+        std::fs::read_to_string(upper.join("scratch")).unwrap(),
+        "kept\n"
+    );
+    let held = std::fs::read(upper.join("held")).unwrap();
+    assert_eq!(held.len(), 200_000);
+    assert!(held[..100_000].iter().all(|&b| b == 5) && held[100_000..].iter().all(|&b| b == 6));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "underneath\n"
+    );
+    assert!(!dir.join("scratch").exists());
+
+    // SIGHUP, nothing open: a plain unmount.
+    ctx.ok_json(&["restore", &id, "--json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    assert!(
+        !dir.join("scratch").exists(),
+        "a new restore starts from the backup"
+    );
+    let pid = status(&ctx)[0]["pid"].as_u64().unwrap();
+    send("HUP", pid);
+    assert!(wait_gone(pid), "restore server did not exit after SIGHUP");
+    assert!(!is_mounted(&dir));
+    assert!(status(&ctx).is_empty());
+
+    // SIGINT (Ctrl-C) to a foreground server: exit status 0.
+    let mut cmd = ctx.cmd(&["restore", &id, "--foreground", "--json"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = Child(cmd.spawn().unwrap());
+    let pid = u64::from(child.0.id());
+    wait_until("the foreground server mounted", || {
+        status(&ctx).iter().any(|r| r["pid"].as_u64() == Some(pid))
+    });
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sub/b.txt")).unwrap(),
+        "beta\n"
+    );
+    send("INT", pid);
+    let mut exit = None;
+    wait_until("the foreground server exited", || {
+        exit = child.0.try_wait().unwrap();
+        exit.is_some()
+    });
+    assert!(exit.unwrap().success(), "exit status {exit:?}");
+    assert!(!is_mounted(&dir));
+    assert!(status(&ctx).is_empty());
+
+    // And a restore after all that still works, and ends normally.
+    ctx.ok_json(&["restore", &id, "--json"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sub/b.txt")).unwrap(),
+        "beta\n"
+    );
+    let pid = status(&ctx)[0]["pid"].as_u64().unwrap();
+    let out = ctx.run(&["umount", s(&dir)]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(wait_gone(pid));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("a.txt")).unwrap(),
+        "underneath\n"
+    );
 }

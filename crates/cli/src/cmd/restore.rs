@@ -4,19 +4,23 @@
 //! copy-on-write overlay on the directory. The mount must outlive this command, so it is
 //! served by a background copy of ourselves (`restore --foreground --daemon-child`, in its
 //! own session) that reports over a pipe once mounted; it serves until the directory is
-//! unmounted (`squashbox umount DIR`, or another restore onto it). `--copy` extracts real files
-//! instead and needs no server.
+//! unmounted (`squashbox umount DIR`, or another restore onto it), or until SIGTERM, SIGINT or
+//! SIGHUP, which unmount it (lazily if files are open; the changes are then kept). `--copy`
+//! extracts real files instead and needs no server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use squashbox_backup::{
-    paths, restore_backup, restore_by_id, serve_until_unmounted, BackupError, DirectoryBackup,
-    RestoreMode, RestoreOptions, RestoreResult,
+    paths, restore_backup, restore_by_id, serve_until_unmounted_then, AfterUnmount, BackupError,
+    DirectoryBackup, RestoreMode, RestoreOptions, RestoreResult,
 };
 
 use super::backup::{absolute, fail, StoreArgs};
+use crate::daemon;
 use crate::error::{CliError, CliResult, Context};
 
 /// Arguments of `squashbox restore`.
@@ -46,34 +50,83 @@ pub struct Args {
 /// Run `squashbox restore`.
 pub fn run(args: Args) -> CliResult {
     let json = args.json;
-    if !args.copy && !args.foreground {
+    if args.copy {
+        let r = restore(&args).map_err(|e| fail(e, json))?;
+        print_result(&r, json);
+        return Ok(());
+    }
+    if !args.foreground {
         return spawn_server(&args);
     }
-    let result = restore(&args);
-    if args.daemon_child {
-        // Report to the waiting parent over stdout, one line.
-        let line = match &result {
-            Ok(r) => format!("ok {}", serde_json::to_string(r).unwrap_or_default()),
-            Err(e) => format!("error {}", e.to_json()),
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-        drop(out);
-        if result.is_err() {
-            std::process::exit(1);
+    // The overlay server. Block the termination signals before any thread starts (the
+    // store's I/O runtime, the FUSE workers), so that only our signal thread receives them.
+    let signals = match daemon::prepare(args.daemon_child, None) {
+        Ok(s) => s,
+        Err(e) => {
+            return report(
+                &args,
+                Err(BackupError::restore_failed(format!(
+                    "starting the restore server: {}",
+                    e.message()
+                ))),
+            )
+            .map(|_| ())
         }
+    };
+    let result = report(&args, restore(&args))?;
+    if args.daemon_child {
+        // Let go of the parent's pipe and of the directory we were started from.
+        daemon::detach_stdio(false)?;
         let _ = std::env::set_current_dir("/");
-    } else {
-        let r = result.map_err(|e| fail(e, json))?;
-        print_result(&r, json);
     }
-    if !args.copy {
-        let r = restore_result_dir(&args)?;
-        let state = paths::state_dir().map_err(|e| fail(e, false))?;
-        serve_until_unmounted(&r, &state).map_err(|e| fail(e, false))?;
+    let state = paths::state_dir().map_err(|e| fail(e, false))?;
+    daemon::unmount_on_signal(signals, result.dir.clone(), |dir| {
+        SIGNALLED.store(true, Ordering::SeqCst);
+        daemon::unmount_gracefully(dir);
+    })?;
+    let kept = serve_until_unmounted_then(&result.dir, &state, || {
+        if SIGNALLED.load(Ordering::SeqCst) {
+            AfterUnmount::Keep
+        } else {
+            AfterUnmount::Discard
+        }
+    })
+    .map_err(|e| fail(e, false))?;
+    if let Some(upper) = kept {
+        log::warn!(
+            "stopped by a signal: {} unmounted; the changes made since the restore are kept in \
+             {}",
+            result.dir.display(),
+            upper.display()
+        );
     }
     Ok(())
+}
+
+/// Set once a termination signal has started the unmount: the changes are then kept.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Hand the restore's outcome to whoever waits for it: the parent `squashbox restore` over
+/// the stdout pipe (one line, `ok JSON` or `error JSON`; a daemon child exits on failure), or
+/// the user in the foreground.
+fn report(args: &Args, result: Result<RestoreResult, BackupError>) -> CliResult<RestoreResult> {
+    if !args.daemon_child {
+        let r = result.map_err(|e| fail(e, args.json))?;
+        print_result(&r, args.json);
+        return Ok(r);
+    }
+    let line = match &result {
+        Ok(r) => format!("ok {}", serde_json::to_string(r).unwrap_or_default()),
+        Err(e) => format!("error {}", e.to_json()),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    drop(out);
+    match result {
+        Ok(r) => Ok(r),
+        Err(_) => std::process::exit(1),
+    }
 }
 
 fn print_result(r: &RestoreResult, json: bool) {
@@ -83,16 +136,6 @@ fn print_result(r: &RestoreResult, json: bool) {
         println!("restored {} into {}", r.id, r.dir.display());
     }
 }
-
-/// The directory the server keeps mounted (the one `restore` reported).
-fn restore_result_dir(args: &Args) -> CliResult<PathBuf> {
-    LAST_DIR
-        .get()
-        .cloned()
-        .ok_or_else(|| CliError::msg(format!("{}: no restore target", args.backup)))
-}
-
-static LAST_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 fn restore(args: &Args) -> Result<RestoreResult, BackupError> {
     let options = RestoreOptions {
@@ -118,7 +161,6 @@ fn restore(args: &Args) -> Result<RestoreResult, BackupError> {
         let handle = DirectoryBackup::from_json(&text)?;
         restore_backup(&handle, options)?
     };
-    let _ = LAST_DIR.set(result.dir.clone());
     Ok(result)
 }
 
@@ -146,10 +188,11 @@ fn spawn_server(args: &Args) -> CliResult {
             .unwrap_or_else(|_| args.backup.clone())
     };
     cmd.arg("--").arg(backup);
+    // The server starts its own session (daemon::prepare), so the caller's terminal signals
+    // do not reach it.
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().context("starting the restore server")?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
@@ -174,5 +217,3 @@ fn spawn_server(args: &Args) -> CliResult {
         "BACKUP_RESTORE_FAILED: the restore server exited ({status}) without a result"
     )))
 }
-
-use std::os::unix::process::CommandExt;
