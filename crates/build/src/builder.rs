@@ -66,6 +66,15 @@ impl EntryMeta {
     }
 }
 
+/// Which kind of device [`ImageBuilder::add_device`] adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+}
+
 /// A pushed entry before the tree is laid out.
 struct Pushed {
     name: Box<[u8]>,
@@ -431,30 +440,21 @@ impl ImageBuilder {
         self.add_entry(path, &meta, kind).map(|_| ())
     }
 
-    /// Add a character device `major:minor`.
-    pub fn add_char_device(
+    /// Add a character or block device `major:minor`.
+    pub fn add_device(
         &mut self,
         path: &Path,
         meta: EntryMeta,
+        kind: DeviceKind,
         major: u32,
         minor: u32,
     ) -> Result<(), BuildError> {
         let rdev = squashbox_format::writer::encode_rdev(major, minor);
-        self.add_entry(path, &meta, NodeKind::CharDevice { rdev })
-            .map(|_| ())
-    }
-
-    /// Add a block device `major:minor`.
-    pub fn add_block_device(
-        &mut self,
-        path: &Path,
-        meta: EntryMeta,
-        major: u32,
-        minor: u32,
-    ) -> Result<(), BuildError> {
-        let rdev = squashbox_format::writer::encode_rdev(major, minor);
-        self.add_entry(path, &meta, NodeKind::BlockDevice { rdev })
-            .map(|_| ())
+        let kind = match kind {
+            DeviceKind::Char => NodeKind::CharDevice { rdev },
+            DeviceKind::Block => NodeKind::BlockDevice { rdev },
+        };
+        self.add_entry(path, &meta, kind).map(|_| ())
     }
 
     /// Add a named pipe.

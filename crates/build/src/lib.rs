@@ -155,4 +155,4 @@ pub fn build_image(
 mod build;
 mod builder;
 
-pub use builder::{EntryMeta, ImageBuilder};
+pub use builder::{DeviceKind, EntryMeta, ImageBuilder};

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use squashbox_build::{BuildError, BuildOptions, EntryMeta, ImageBuilder};
+use squashbox_build::{BuildError, BuildOptions, DeviceKind, EntryMeta, ImageBuilder};
 use squashbox_format::Archive;
 use squashbox_testkit::manifest::assert_manifests_equal;
 use squashbox_testkit::{
@@ -84,10 +84,10 @@ fn push_tree(source: &Path, manifest: &Manifest, dest: &Path, threads: usize) {
             EntryKind::File { .. } => builder.add_file_from_disk(&target, meta, &on_disk).unwrap(),
             EntryKind::Symlink { target: t } => builder.add_symlink(&target, meta, t).unwrap(),
             EntryKind::CharDev { major, minor } => builder
-                .add_char_device(&target, meta, *major, *minor)
+                .add_device(&target, meta, DeviceKind::Char, *major, *minor)
                 .unwrap(),
             EntryKind::BlockDev { major, minor } => builder
-                .add_block_device(&target, meta, *major, *minor)
+                .add_device(&target, meta, DeviceKind::Block, *major, *minor)
                 .unwrap(),
             EntryKind::Fifo => builder.add_fifo(&target, meta).unwrap(),
             EntryKind::Socket => builder.add_socket(&target, meta).unwrap(),
