@@ -8,12 +8,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 
-use crate::core::{errno, NodeCtx, Overlay};
-use crate::lower::{Kind, LowerStat};
-use crate::node::NodeState;
+use crate::core::{errno, LayerLinks, NodeCtx, Overlay};
+use crate::lower::{Kind, Layer, LowerObj, LowerStat};
+use crate::node::{join, NodeState};
 use crate::sys::{self, os};
 
 /// Size of one data chunk copied at a time.
@@ -69,6 +71,11 @@ impl Overlay {
     }
 
     /// Copy the lower object described by `state` to `name` inside the upper directory `pdir`.
+    ///
+    /// A non-directory hard-linked inside its image (`nlink > 1`) is copied once into the
+    /// index (`work/squashbox-index/<ino>`) and linked from there; every other name of the
+    /// same lower inode that the merged tree shows is then linked to it too, so the names stay
+    /// one file. Names the scan cannot reach are linked when they are next looked up.
     pub(crate) fn copy_up_at(
         &self,
         pdir: BorrowedFd<'_>,
@@ -78,14 +85,66 @@ impl Overlay {
         let (layer_idx, obj) = state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
         let layer = &self.layers[*layer_idx];
         let st = layer.stat(obj)?;
+        let linked = st.kind != Kind::Dir && st.nlink > 1;
+        let parent_times = rustix::fs::statat(pdir, ".", AtFlags::empty())?;
+        if linked && self.upper.index_get(state.ino).is_none() {
+            let tmp = self.build_copy(layer, obj, &st, state.ino)?;
+            if let Err(e) = self.upper.index_add(&tmp, state.ino) {
+                let _ = self.upper.remove_tree(self.upper.work(), &tmp);
+                return Err(e);
+            }
+        }
+        if linked {
+            self.upper.index_link(state.ino, pdir, name)?;
+        } else {
+            let tmp = self.build_copy(layer, obj, &st, state.ino)?;
+            if let Err(e) = rustix::fs::renameat_with(
+                self.upper.work(),
+                os(&tmp),
+                pdir,
+                os(name),
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                let _ = self.upper.remove_tree(self.upper.work(), &tmp);
+                return Err(e.into());
+            }
+        }
+        restore_times(pdir, &parent_times)?;
+        // Make the new name durable too when it carries data. Directory (and other data-less)
+        // copy-ups are not synced one by one: losing one in a crash only shows the lower
+        // object again, and a later sync of a directory below commits them (ext4/xfs journal
+        // metadata in order).
+        if st.kind == Kind::File {
+            let started = Instant::now();
+            crate::upper::sync_dir(pdir)?;
+            log::debug!("copy-up: directory sync {:?}", started.elapsed());
+        }
+        if linked {
+            self.link_up_other_names(*layer_idx, st.number, state.ino)?;
+        }
+        Ok(())
+    }
+
+    /// Build a complete copy of lower object `obj` in the work directory and return its
+    /// temporary name. A regular file's data and metadata are synced before this returns, so
+    /// the rename that publishes it can never expose an empty or partial file after a crash.
+    fn build_copy(
+        &self,
+        layer: &Layer,
+        obj: &LowerObj,
+        st: &LowerStat,
+        ino: u64,
+    ) -> io::Result<Vec<u8>> {
         let work = self.upper.work();
         let tmp = self.upper.temp_name();
         let result = (|| -> io::Result<()> {
+            let mut data_fd = None;
             match st.kind {
                 Kind::Dir => {
                     rustix::fs::mkdirat(work, os(&tmp), Mode::from_raw_mode(0o700))?;
                 }
                 Kind::File => {
+                    let started = Instant::now();
                     let fd = rustix::fs::openat(
                         work,
                         os(&tmp),
@@ -108,6 +167,7 @@ impl Overlay {
                         off += n as u64;
                     }
                     rustix::fs::ftruncate(&fd, st.size)?;
+                    data_fd = Some((fd, started));
                 }
                 Kind::Symlink => {
                     let target = layer.read_link(obj)?;
@@ -138,27 +198,114 @@ impl Overlay {
                     return Err(e);
                 }
             }
-            self.upper.set_origin(work, &tmp, state.ino)?;
-            apply_owner_mode_times(work, &tmp, &st, self.cfg.running_as_root)?;
+            self.upper.set_origin(work, &tmp, ino)?;
+            apply_owner_mode_times(work, &tmp, st, self.cfg.running_as_root)?;
+            if let Some((fd, started)) = data_fd {
+                // Data, size, xattrs, owner, mode and times reach the disk before the copy
+                // gets a visible name.
+                let copied = started.elapsed();
+                rustix::fs::fsync(&fd)?;
+                log::debug!(
+                    "copy-up of {} bytes: copy {:?}, fsync {:?}",
+                    st.size,
+                    copied,
+                    started.elapsed() - copied
+                );
+            }
             Ok(())
         })();
         if let Err(e) = result {
             let _ = self.upper.remove_tree(work, &tmp);
             return Err(e);
         }
-        let parent_times = rustix::fs::statat(pdir, ".", AtFlags::empty())?;
-        if let Err(e) = rustix::fs::renameat_with(
-            work,
-            os(&tmp),
-            pdir,
-            os(name),
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            let _ = self.upper.remove_tree(work, &tmp);
-            return Err(e.into());
+        Ok(tmp)
+    }
+}
+
+impl Overlay {
+    /// After the copy-up of lower inode `number` of layer `layer` (stable number `ino`) into
+    /// the index: link every other name of it that the merged tree shows, so the upper
+    /// directory alone holds them as one file (also for the kernel's overlayfs). Candidates are
+    /// the names the kernel knows (node aliases) and the inode's paths in the layer; each is
+    /// resolved through the merged view, which links it if, and only if, it still shows that
+    /// lower inode (not whited out, shadowed or moved away). A name below a renamed directory
+    /// is not at its layer path: it is linked when looked up.
+    pub(crate) fn link_up_other_names(
+        &self,
+        layer: usize,
+        number: u64,
+        ino: u64,
+    ) -> io::Result<()> {
+        let mut paths = self.hardlink_paths(layer, number)?;
+        {
+            let t = self.table.lock();
+            if let Some(n) = t.get(ino) {
+                for (p, name) in &n.aliases {
+                    if let Some(pp) = t.path(*p) {
+                        paths.push(join(&pp, name));
+                    }
+                }
+            }
         }
-        restore_times(pdir, &parent_times)?;
+        paths.sort();
+        paths.dedup();
+        for p in paths {
+            match self.walk_path(&p, false) {
+                Ok(_) => {}
+                // Gone or no longer reachable that way: nothing to link.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
+    }
+
+    /// Paths (from the layer root) of every name of inode `number` in layer `layer`.
+    fn hardlink_paths(&self, layer: usize, number: u64) -> io::Result<Vec<Vec<u8>>> {
+        let cached = self.hardlinks.lock().get(&layer).cloned();
+        let map = match cached {
+            Some(m) => m,
+            None => {
+                let m = Arc::new(self.scan_hardlinks(layer)?);
+                self.hardlinks.lock().insert(layer, m.clone());
+                m
+            }
+        };
+        Ok(map.get(&number).cloned().unwrap_or_default())
+    }
+
+    /// Walk a whole layer once and record the paths of its hard-linked non-directories. Runs
+    /// at the first copy-up of a hard-linked file (under the exclusive namespace lock); memory
+    /// is one path per hard-linked name plus the directories still to visit.
+    fn scan_hardlinks(&self, layer: usize) -> io::Result<LayerLinks> {
+        let started = Instant::now();
+        let l = &self.layers[layer];
+        let mut out = LayerLinks::new();
+        let mut stack: Vec<(LowerObj, Vec<u8>)> = vec![(l.root()?, Vec::new())];
+        let mut entries = 0u64;
+        while let Some((dir, path)) = stack.pop() {
+            let mut subdirs = Vec::new();
+            l.for_each_entry(&dir, &mut |e| {
+                entries += 1;
+                if e.kind == Kind::Dir {
+                    subdirs.push(e.name);
+                } else if e.nlink > 1 {
+                    out.entry(e.number).or_default().push(join(&path, &e.name));
+                }
+                Ok(())
+            })?;
+            for name in subdirs {
+                if let Some(obj) = l.lookup(&dir, &name)? {
+                    stack.push((obj, join(&path, &name)));
+                }
+            }
+        }
+        log::debug!(
+            "layer {layer}: {entries} entries scanned for hard links in {:?} ({} linked inodes)",
+            started.elapsed(),
+            out.len()
+        );
+        Ok(out)
     }
 }
 

@@ -29,34 +29,19 @@ pub(crate) fn lower_ino(layer: usize, n: u64) -> u64 {
     ((layer as u64 + 1) << 32) | (n & 0xFFFF_FFFF)
 }
 
-/// Bit marking inode numbers of non-directories hard-linked inside a lower layer.
-const LINKED_INO_BIT: u64 = 1 << 62;
-
-/// Stable inode number of a lower non-directory. A file hard-linked inside the image gets a
-/// number derived from its path instead of the shared image number: FUSE node ids are inode
-/// numbers, and once one name is copied up the names are different files, so they must not
-/// share a node. (Consequence, documented: lower hard links show distinct `st_ino`.)
+/// Stable inode number of a lower entry: the layer and the image inode number, for every
+/// name of it. Names hard-linked inside an image therefore share one number, one FUSE node
+/// (fuser uses `st_ino` as the node id) and, once copied up, one upper inode (see
+/// `copy_up_at`). The extra arguments are what a listing has at hand; they do not change the
+/// number.
 pub(crate) fn lower_entry_ino(
     layer: usize,
     number: u64,
-    nlink: u32,
-    dir_lower_path: Option<&[u8]>,
-    name: &[u8],
+    _nlink: u32,
+    _dir_lower_path: Option<&[u8]>,
+    _name: &[u8],
 ) -> u64 {
-    if nlink <= 1 {
-        return lower_ino(layer, number);
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (layer as u64);
-    for b in dir_lower_path
-        .unwrap_or_default()
-        .iter()
-        .chain(b"/")
-        .chain(name)
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    LINKED_INO_BIT | (h & (LINKED_INO_BIT - 1))
+    lower_ino(layer, number)
 }
 
 /// Stable inode number of an upper-only object.
@@ -112,7 +97,16 @@ pub(crate) struct Overlay {
     pub handles: Mutex<HashMap<u64, Arc<Handle>>>,
     pub next_fh: AtomicU64,
     pub cfg: EngineConfig,
+    /// Serialises linking index entries into the upper tree, which lookups do while holding
+    /// the namespace lock only shared.
+    pub linkup: Mutex<()>,
+    /// Per lower layer, built on first need: image inode number -> every path (from the layer
+    /// root) of a non-directory hard-linked inside the layer. Holds only hard-linked names.
+    pub hardlinks: Mutex<HashMap<usize, Arc<LayerLinks>>>,
 }
+
+/// Paths of hard-linked non-directories of one layer, by layer inode number.
+pub(crate) type LayerLinks = HashMap<u64, Vec<Vec<u8>>>;
 
 impl Overlay {
     /// Build the engine and resolve the root.
@@ -149,6 +143,8 @@ impl Overlay {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             cfg,
+            linkup: Mutex::new(()),
+            hardlinks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -303,19 +299,28 @@ impl Overlay {
         }
         Ok(match self.lookup_lowers(&parent.state, name)? {
             LowerLookup::Absent | LowerLookup::Whiteout => None,
-            LowerLookup::NonDir(i, obj, st) => Some(NodeState {
-                kind: st.kind,
-                upper: false,
-                lowers: vec![(i, obj)],
-                lower_path: None,
-                ino: lower_entry_ino(
-                    i,
-                    st.number,
-                    st.nlink,
-                    parent.state.lower_path.as_deref(),
-                    name,
-                ),
-            }),
+            LowerLookup::NonDir(i, obj, st) => {
+                let ino = lower_ino(i, st.number);
+                if st.nlink > 1 && self.upper.index_get(ino).is_some() {
+                    // Another name of this lower inode was copied up: this name is the same
+                    // file, so it becomes a link of the copy (not the stale lower data).
+                    match self.link_up(parent, name, ino) {
+                        Ok(state) => return Ok(Some(state)),
+                        // The index entry disappeared: show the lower object again.
+                        Err(e)
+                            if e.raw_os_error() == Some(libc::ENOENT)
+                                && self.upper.index_get(ino).is_none() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(NodeState {
+                    kind: st.kind,
+                    upper: false,
+                    lowers: vec![(i, obj)],
+                    lower_path: None,
+                    ino,
+                })
+            }
             LowerLookup::Dirs(dirs, st) => Some(NodeState {
                 kind: Kind::Dir,
                 upper: false,
@@ -324,6 +329,85 @@ impl Overlay {
                 lower_path: parent.state.lower_path.as_deref().map(|p| join(p, name)),
             }),
         })
+    }
+
+    /// Link the index entry of `ino` (a copied-up lower hard link) as `name` in `parent`,
+    /// copying the parent directories up first if needed; returns the new upper state. Runs
+    /// under the namespace lock, possibly only shared (from a lookup): `linkup` serialises it.
+    fn link_up(&self, parent: &NodeCtx, name: &[u8], ino: u64) -> io::Result<NodeState> {
+        let _serial = self.linkup.lock();
+        let pctx = if parent.state.upper {
+            parent.clone()
+        } else {
+            self.ensure_upper_path(&parent.path)?
+        };
+        let pdir = self.upper.open_dir(&pctx.path)?;
+        let times = rustix::fs::statat(pdir.as_fd(), ".", rustix::fs::AtFlags::empty())?;
+        self.upper.index_link(ino, pdir.as_fd(), name)?;
+        // Like a copy-up, linking a name that already showed is no change of the parent.
+        crate::copyup::restore_times(pdir.as_fd(), &times)?;
+        let st = self
+            .upper
+            .stat_at(pdir.as_fd(), name)?
+            .ok_or_else(|| errno(libc::EIO))?;
+        Ok(NodeState {
+            kind: Kind::from_mode(st.st_mode),
+            upper: true,
+            lowers: Vec::new(),
+            lower_path: None,
+            ino,
+        })
+    }
+
+    /// Resolve a path (from the root) of the merged tree without registering nodes; `None`
+    /// if it does not exist. With `copy_up_dirs`, every directory along it (and the last
+    /// component, which must then be a directory) is copied up, and nodes the table knows
+    /// are updated.
+    pub(crate) fn walk_path(&self, path: &[u8], copy_up_dirs: bool) -> io::Result<Option<NodeCtx>> {
+        let mut ctx = self.ctx(ROOT)?;
+        let mut known = Some(ROOT);
+        for comp in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
+            if ctx.state.kind != Kind::Dir {
+                return Ok(None);
+            }
+            let Some(mut state) = self.resolve_child(&ctx, comp)? else {
+                return Ok(None);
+            };
+            let id = known.and_then(|p| self.table.lock().child(p, comp));
+            if copy_up_dirs {
+                if state.kind != Kind::Dir {
+                    return Err(errno(libc::ENOTDIR));
+                }
+                if !state.upper {
+                    let pdir = self.upper.open_dir(&ctx.path)?;
+                    self.copy_up_at(pdir.as_fd(), comp, &state)?;
+                    state.upper = true;
+                    if let Some(id) = id {
+                        let mut t = self.table.lock();
+                        if let Some(n) = t.get_mut(id) {
+                            if n.state.ino == state.ino {
+                                n.state.upper = true;
+                            }
+                        }
+                    }
+                }
+            }
+            ctx = NodeCtx {
+                id: id.unwrap_or(0),
+                parent: ctx.id,
+                name: comp.to_vec(),
+                path: join(&ctx.path, comp),
+                state,
+            };
+            known = id;
+        }
+        Ok(Some(ctx))
+    }
+
+    /// Copy the directory at merged path `path` and its ancestors up; returns its context.
+    pub(crate) fn ensure_upper_path(&self, path: &[u8]) -> io::Result<NodeCtx> {
+        self.walk_path(path, true)?
+            .ok_or_else(|| errno(libc::ENOENT))
     }
 
     /// Attributes of a node as the mount shows them.
@@ -346,11 +430,15 @@ impl Overlay {
     pub(crate) fn attr_from_upper(&self, state: &NodeState, st: &Stat) -> FileAttr {
         let kind = Kind::from_mode(st.st_mode);
         // Like the kernel: a merged directory's link count is unknown, report 1.
-        let nlink = if kind == Kind::Dir && !state.lowers.is_empty() {
+        let mut nlink = if kind == Kind::Dir && !state.lowers.is_empty() {
             1
         } else {
             st.st_nlink as u32
         };
+        // A copied-up image hard link: one of its links is the index entry, not a name.
+        if kind != Kind::Dir && nlink > 1 && self.upper.index_holds(state.ino, st.st_ino) {
+            nlink -= 1;
+        }
         FileAttr {
             ino: INodeNo(state.ino),
             size: st.st_size as u64,

@@ -374,8 +374,14 @@ impl Overlay {
                         return Err(errno(libc::ENOTEMPTY));
                     }
                 }
-                // Same upper inode under both names (hard links): POSIX says do nothing.
-                if src.upper && d.upper && src.kind != Kind::Dir && src.ino == d.ino {
+                // Both names are links of one file: POSIX says do nothing. Two upper names
+                // are compared by upper inode; a lower name with the same number as the other
+                // is the same image inode (hard-linked inside the image, and shown as the
+                // copied-up file once one name was copied up).
+                if src.kind != Kind::Dir && src.ino == d.ino {
+                    if !(src.upper && d.upper) {
+                        return Ok(());
+                    }
                     let (a, b) = (
                         self.upper_stat(&pctx, name)?,
                         self.upper_stat(&npctx, new_name)?,

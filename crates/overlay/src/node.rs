@@ -111,7 +111,17 @@ impl NodeTable {
                 }
                 let n = self.nodes.get_mut(&id).expect("present");
                 n.lookups += 1;
-                n.state = state;
+                // Never turn a copied-up non-directory back into its lower object: a name
+                // resolved from the lower layer with the same number is another name of the
+                // same image inode (hard link), whose data is now the upper copy.
+                let keep_upper = n.state.upper
+                    && !state.upper
+                    && n.state.kind != Kind::Dir
+                    && n.state.kind == state.kind
+                    && !n.aliases.is_empty();
+                if !keep_upper {
+                    n.state = state;
+                }
                 if !n.aliases.contains(&key) {
                     n.aliases.push(key.clone());
                 }
@@ -338,6 +348,25 @@ mod tests {
         // The kernel has not forgotten `a` yet; a new directory reuses the inode number.
         assert_eq!(t.insert_lookup(ROOT, b"b", st(Kind::Dir, 10)), a);
         assert_ne!(t.generation(a), g1);
+    }
+
+    #[test]
+    fn image_hard_links_share_a_node_and_stay_copied_up() {
+        let lower = |ino| NodeState {
+            upper: false,
+            ..st(Kind::File, ino)
+        };
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let d = t.insert_lookup(ROOT, b"d", st(Kind::Dir, 11));
+        let a = t.insert_lookup(ROOT, b"a", lower(10));
+        let b = t.insert_lookup(d, b"b", lower(10));
+        assert_eq!(a, b, "one node for both names of the image inode");
+        t.get_mut(a).unwrap().state.upper = true;
+        // A later lookup of a not-yet-linked name must not downgrade the node.
+        t.insert_lookup(d, b"b", lower(10));
+        assert!(t.get(a).unwrap().state.upper);
+        t.detach_name(ROOT, b"a");
+        assert_eq!(t.path(a).unwrap(), b"d/b");
     }
 
     #[test]

@@ -7,16 +7,23 @@
 //! inode number a copied-up object had before copy-up, so its `st_ino` survives copy-up and
 //! remounts. The kernel ignores unknown `overlay.*` xattrs and hides them like its own.
 //!
+//! Copied-up files that are hard-linked inside their image live once in the index,
+//! `work/squashbox-index/<stable inode number as 16 hex digits>`, and every name of them in
+//! the upper directory is a hard link of that entry; the index survives remounts (unlike
+//! `work/squashbox-work`, which is emptied at mount).
+//!
 //! Every access resolves paths beneath the upper root with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)`, so a symlink created through the mount can never redirect an
 //! operation outside the upper directory.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, XattrFlags};
 
 use crate::sys::{self, os};
@@ -37,6 +44,9 @@ pub enum XattrNamespace {
 /// Name of our temporary directory inside the work directory.
 const WORK_SUBDIR: &str = "squashbox-work";
 
+/// Name of the hard-link index inside the work directory (kept across mounts).
+const INDEX_SUBDIR: &str = "squashbox-index";
+
 /// The upper and work directories of one mount.
 pub(crate) struct Upper {
     root: OwnedFd,
@@ -46,6 +56,13 @@ pub(crate) struct Upper {
     redirect_key: String,
     origin_key: String,
     counter: AtomicU64,
+    /// `work/squashbox-index`: one entry per copied-up lower object that is hard-linked inside
+    /// its image, named by the object's stable inode number (16 hex digits). It is the single
+    /// upper inode every name of that lower object links to.
+    index: OwnedFd,
+    /// In-memory view of the index: stable inode number -> upper `st_ino` of the entry. Loaded
+    /// at mount (one record per indexed object), kept in step by `index_add`.
+    indexed: Mutex<HashMap<u64, u64>>,
 }
 
 /// Is this stat result a whiteout?
@@ -91,9 +108,22 @@ impl Upper {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        match rustix::fs::mkdirat(&work_root, INDEX_SUBDIR, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let index = rustix::fs::openat(
+            &work_root,
+            INDEX_SUBDIR,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let indexed = Mutex::new(load_index(index.as_fd())?);
         let mut up = Upper {
             root,
             work,
+            index,
+            indexed,
             prefix: "trusted.overlay.",
             opaque_key: String::new(),
             redirect_key: String::new(),
@@ -266,6 +296,63 @@ impl Upper {
         )
     }
 
+    /// The upper `st_ino` of the index entry of stable inode number `ino`, if there is one.
+    pub(crate) fn index_get(&self, ino: u64) -> Option<u64> {
+        self.indexed.lock().get(&ino).copied()
+    }
+
+    /// Whether the upper inode `st_ino` is the index entry of `ino` (so one of its links is
+    /// the index's own, not a name in the tree).
+    pub(crate) fn index_holds(&self, ino: u64, st_ino: u64) -> bool {
+        self.index_get(ino) == Some(st_ino)
+    }
+
+    /// Move the finished copy `tmp` (in the work directory) into the index as the entry of
+    /// `ino`, durably (the index directory is synced: the entry is what every name of the
+    /// object will link to, also after a crash).
+    pub(crate) fn index_add(&self, tmp: &[u8], ino: u64) -> io::Result<()> {
+        let name = index_name(ino);
+        rustix::fs::renameat_with(
+            &self.work,
+            os(tmp),
+            &self.index,
+            os(&name),
+            rustix::fs::RenameFlags::NOREPLACE,
+        )?;
+        sync_dir(self.index.as_fd())?;
+        let st = rustix::fs::statat(&self.index, os(&name), AtFlags::SYMLINK_NOFOLLOW)?;
+        self.indexed.lock().insert(ino, st.st_ino);
+        Ok(())
+    }
+
+    /// Hard-link the index entry of `ino` as `name` in `dir`. An existing `name` that already
+    /// is that inode counts as success (a concurrent link-up got there first).
+    pub(crate) fn index_link(&self, ino: u64, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+        let entry = index_name(ino);
+        match rustix::fs::linkat(&self.index, os(&entry), dir, os(name), AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => {
+                let st = rustix::fs::statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+                if Some(st.st_ino) == self.index_get(ino) {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(libc::EEXIST))
+                }
+            }
+            Err(rustix::io::Errno::NOENT) => {
+                // The entry vanished behind our back (someone cleaned the work directory):
+                // forget it, so the lower object shows again instead of failing forever.
+                log::warn!(
+                    "overlay index entry {} is missing",
+                    String::from_utf8_lossy(&entry)
+                );
+                self.indexed.lock().remove(&ino);
+                Err(io::Error::from_raw_os_error(libc::ENOENT))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Create a whiteout called `name` in `dir`.
     pub(crate) fn make_whiteout(&self, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
         Ok(rustix::fs::mknodat(
@@ -361,6 +448,50 @@ impl Upper {
     pub(crate) fn statfs(&self) -> io::Result<rustix::fs::StatFs> {
         Ok(rustix::fs::fstatfs(&self.root)?)
     }
+}
+
+/// Name of the index entry of stable inode number `ino`.
+fn index_name(ino: u64) -> Vec<u8> {
+    format!("{ino:016x}").into_bytes()
+}
+
+/// Read the index directory: entry name (hex inode number) -> upper `st_ino`. Names that are
+/// not ours are ignored (left alone).
+fn load_index(index: BorrowedFd<'_>) -> io::Result<HashMap<u64, u64>> {
+    let list = rustix::fs::openat(
+        index,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut out = HashMap::new();
+    sys::for_each_dirent(list, &mut |name, kind, _| {
+        if kind == crate::lower::Kind::Dir || name.len() != 16 {
+            return Ok(());
+        }
+        if let Some(ino) = std::str::from_utf8(name)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+        {
+            // stat, not d_ino: the two differ on some filesystems (e.g. an overlayfs upper).
+            let st = rustix::fs::statat(index, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+            out.insert(ino, st.st_ino);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// `fsync` a directory given by an `O_PATH` descriptor (which cannot be synced itself).
+pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fsync(&fd)?;
+    Ok(())
 }
 
 /// Remove every whiteout directly inside the upper directory `dirfd` (`O_PATH`). Returns

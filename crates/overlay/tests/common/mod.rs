@@ -336,10 +336,10 @@ pub fn assert_same(a: &Manifest, b: &Manifest, what: &str) {
         // Directory mtimes of the two implementations legitimately differ only where
         // noted in docs/overlay.md; compare them too.
         ignore_owners: !(a.opts.owners && b.opts.owners),
-        // Files hard-linked inside an image get one inode number per name (docs/overlay.md,
-        // "Hard links"): link partitions differ from the kernel's by design. Link counts and
-        // links made through the mount are checked by the semantic tests directly.
-        ignore_hard_links: true,
+        // Hard links are compared as partitions (which names share an inode): names linked
+        // inside an image share one inode before and after copy-up, like links made through
+        // the mount (docs/overlay.md, "Hard links").
+        ignore_hard_links: false,
         ..Default::default()
     };
     squashbox_testkit::manifest::assert_manifests_equal(&a.tree, &b.tree, &opts, what);
