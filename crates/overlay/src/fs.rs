@@ -1,28 +1,46 @@
 //! The FUSE adapter: translates kernel requests into overlay engine calls.
+//!
+//! Performance choices made here (see `docs/overlay.md`, *Concurrency and performance*):
+//! - `readdirplus` returns attributes with every entry, so `ls -l`/`find`/`du` cost no lookup
+//!   round trip per entry; attributes of lower-only nodes are cached per node (lower layers
+//!   never change, a copy-up switches the node to upper attributes).
+//! - Files open in the upper directory use the kernel's FUSE passthrough when the kernel offers
+//!   it (reads, writes and mmap go straight to the upper file), else writeback caching.
+//!   The kernel refuses to mix cached and passthrough opens of one inode, so every handle's
+//!   mode is tracked per node, and one backing id is shared by all passthrough opens.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    BackingId, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use parking_lot::Mutex;
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 
-use crate::core::{errno, Overlay};
+use crate::core::{errno, NodeCtx, Overlay};
 use crate::handle::Handle;
 use crate::lower::Kind;
 use crate::namespace::{Caller, NewObject};
 use crate::node::{split_path, NodeState, ROOT};
 use crate::sys::{self, os};
+use crate::IoMode;
+
+/// Most lower-node attribute records kept; the cache is simply emptied when full (entries are
+/// cheap to rebuild), which bounds memory whatever the size of the layers.
+const ATTR_CACHE_MAX: usize = 65_536;
+
+const SECURITY_CAPABILITY: &[u8] = b"security.capability";
 
 /// The attribute changes of one `setattr` request.
 struct SetAttr {
@@ -37,6 +55,78 @@ struct SetAttr {
 /// The `fuser::Filesystem` implementation.
 pub(crate) struct OverlayFs {
     pub ov: Arc<Overlay>,
+    /// Use FUSE passthrough for upper files if the kernel offers it.
+    pub want_passthrough: bool,
+    /// Otherwise use the kernel's writeback cache if it offers that.
+    pub want_writeback: bool,
+    /// The negotiated [`IoMode`] (as `u8`), shared with the mount handle.
+    pub mode: Arc<AtomicU8>,
+    /// Attributes of lower-only nodes by node id. Valid as long as the node is lower-only: a
+    /// node id names one lower object, and lower objects never change.
+    pub lower_attrs: Mutex<HashMap<u64, FileAttr>>,
+    /// Kernel I/O mode of every open file handle, per node.
+    pub io: Mutex<IoTable>,
+    /// Open file handles, for [`crate::OverlayHandle`] to wait for in-flight releases.
+    pub open_files: Arc<OpenFiles>,
+    /// Nodes known to have no `security.capability`. The kernel asks for it before every
+    /// write to a file (to drop file capabilities); the answer only changes through our own
+    /// setxattr/removexattr, which clear the node's entry.
+    pub no_caps: Mutex<HashSet<u64>>,
+}
+
+/// Count of open file handles. The kernel sends RELEASE asynchronously after `close`, and
+/// with passthrough the kernel's backing file keeps a reference on the mount until the release
+/// is answered, so an unmount right after the last `close` can fail with `EBUSY`: unmount
+/// first waits (bounded) for the count to drop to zero.
+#[derive(Default)]
+pub(crate) struct OpenFiles {
+    count: Mutex<usize>,
+    idle: parking_lot::Condvar,
+}
+
+impl OpenFiles {
+    fn opened(&self) {
+        *self.count.lock() += 1;
+    }
+
+    fn released(&self) {
+        let mut c = self.count.lock();
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Wait until no handle is open, at most `limit`; true if none is.
+    pub(crate) fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut c = self.count.lock();
+        while *c > 0 {
+            if self.idle.wait_until(&mut c, deadline).timed_out() {
+                break;
+            }
+        }
+        *c == 0
+    }
+}
+
+/// Open file handles per node, by kernel I/O mode. The kernel rejects (`EIO`) a passthrough
+/// open of an inode that has cached opens and vice versa, and wants one backing id per inode.
+#[derive(Default)]
+pub(crate) struct IoTable {
+    nodes: HashMap<u64, NodeIo>,
+    /// File handle -> (node, opened in passthrough mode).
+    handles: HashMap<u64, (u64, bool)>,
+    /// A failed backing registration was logged already.
+    warned: bool,
+}
+
+#[derive(Default)]
+struct NodeIo {
+    cached: u32,
+    passthrough: u32,
+    /// The registered backing file and the (st_dev, st_ino) of the upper file it stands for.
+    backing: Option<(Arc<BackingId>, (u64, u64))>,
 }
 
 fn to_errno(e: io::Error) -> Errno {
@@ -101,8 +191,137 @@ fn timespec(t: Option<TimeOrNow>) -> Timespec {
 }
 
 impl OverlayFs {
+    pub(crate) fn new(
+        ov: Arc<Overlay>,
+        want_passthrough: bool,
+        want_writeback: bool,
+        mode: Arc<AtomicU8>,
+    ) -> OverlayFs {
+        OverlayFs {
+            ov,
+            want_passthrough,
+            want_writeback,
+            mode,
+            lower_attrs: Mutex::new(HashMap::new()),
+            io: Mutex::new(IoTable::default()),
+            no_caps: Mutex::new(HashSet::new()),
+            open_files: Arc::new(OpenFiles::default()),
+        }
+    }
+
     fn ttl(&self) -> std::time::Duration {
         self.ov.cfg.ttl
+    }
+
+    fn io_mode(&self) -> IoMode {
+        IoMode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// Attributes of a lower-only node, from the per-node cache when possible.
+    fn lower_attr(&self, state: &NodeState) -> io::Result<FileAttr> {
+        if let Some(a) = self.lower_attrs.lock().get(&state.ino) {
+            return Ok(*a);
+        }
+        let a = self.ov.attr_from_lower(state)?;
+        let mut c = self.lower_attrs.lock();
+        if c.len() >= ATTR_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(state.ino, a);
+        Ok(a)
+    }
+
+    /// Attributes of a resolved node.
+    fn node_attr(&self, ctx: &NodeCtx) -> io::Result<FileAttr> {
+        if ctx.state.upper {
+            self.ov.attr(ctx)
+        } else {
+            self.lower_attr(&ctx.state)
+        }
+    }
+
+    /// Decide how a new handle on `node` does its I/O and record it: passthrough (returns the
+    /// backing id to reply with) when the mount negotiated it, the handle is on an upper file
+    /// `fd`, and no cached handle of the node is open; the kernel page cache otherwise.
+    fn begin_io(
+        &self,
+        node: u64,
+        fd: Option<BorrowedFd<'_>>,
+        register: &dyn Fn(BorrowedFd<'_>) -> io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        let mut io = self.io.lock();
+        let IoTable { nodes, warned, .. } = &mut *io;
+        let e = nodes.entry(node).or_default();
+        let mut backing = None;
+        if let (IoMode::Passthrough, Some(fd), 0) = (self.io_mode(), fd, e.cached) {
+            let ident = rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+            match (&e.backing, ident) {
+                (Some((b, id)), Some(now)) if *id == now => backing = Some(b.clone()),
+                (None, Some(now)) => match register(fd) {
+                    Ok(b) => {
+                        let b = Arc::new(b);
+                        e.backing = Some((b.clone(), now));
+                        backing = Some(b);
+                    }
+                    Err(err) => {
+                        if !std::mem::replace(warned, true) {
+                            log::warn!(
+                                "FUSE passthrough registration failed ({err}); \
+                                 serving this file through the daemon"
+                            );
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+        if backing.is_some() {
+            e.passthrough += 1;
+        } else {
+            e.cached += 1;
+        }
+        backing
+    }
+
+    /// Record the file handle number of a handle counted by `begin_io`.
+    fn bind_io(&self, fh: FileHandle, node: u64, passthrough: bool) {
+        self.io.lock().handles.insert(fh.0, (node, passthrough));
+    }
+
+    /// Forget a released handle; the backing id is closed with the node's last passthrough
+    /// handle (the kernel has let go of it by the time it sends the release).
+    fn end_io(&self, fh: FileHandle) {
+        let mut io = self.io.lock();
+        let Some((node, pt)) = io.handles.remove(&fh.0) else {
+            return;
+        };
+        if let Some(e) = io.nodes.get_mut(&node) {
+            if pt {
+                e.passthrough = e.passthrough.saturating_sub(1);
+                if e.passthrough == 0 {
+                    e.backing = None;
+                }
+            } else {
+                e.cached = e.cached.saturating_sub(1);
+            }
+            if e.passthrough == 0 && e.cached == 0 {
+                io.nodes.remove(&node);
+            }
+        }
+    }
+
+    /// Open flags for an upper file. With the writeback cache the kernel also reads through
+    /// write-only handles (to fill partial pages) and does `O_APPEND` itself, sending explicit
+    /// offsets: open read-write and without `O_APPEND`.
+    fn upper_open_flags(&self, flags: i32) -> i32 {
+        if self.io_mode() != IoMode::WritebackCache {
+            return flags;
+        }
+        let mut f = flags & !libc::O_APPEND;
+        if f & libc::O_ACCMODE == libc::O_WRONLY {
+            f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
+        }
+        f
     }
 
     fn handle(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
@@ -132,6 +351,11 @@ impl OverlayFs {
             }
         }
         let _g = self.ov.ns.read();
+        if let Some(state) = self.ov.state_of(id) {
+            if !state.upper {
+                return self.lower_attr(&state);
+            }
+        }
         match self.ov.ctx(id) {
             Ok(ctx) => self.ov.attr(&ctx),
             Err(e) => {
@@ -283,17 +507,26 @@ impl OverlayFs {
         if !ctx.state.upper {
             let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
             let file = self.ov.layers[*i].open_file(obj)?;
+            // Lower contents never change, so the kernel may keep cached pages across opens
+            // (after a copy-up every open is an upper one, which drops them).
             return Ok((
                 Handle::Lower {
                     node: id,
                     file,
                     upper: OnceLock::new(),
                 },
-                FopenFlags::empty(),
+                FopenFlags::FOPEN_KEEP_CACHE,
             ));
         }
         let _g = self.ov.ns.read();
-        let fd = self.open_upper(&ctx.path, flags)?;
+        let fd = match self.open_upper(&ctx.path, self.upper_open_flags(flags)) {
+            // Read access added for the writeback cache may be refused to a daemon without
+            // CAP_DAC_OVERRIDE; the kernel then cannot fill partial pages, but writes work.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) && acc == libc::O_WRONLY => {
+                self.open_upper(&ctx.path, flags & !libc::O_APPEND)?
+            }
+            r => r?,
+        };
         Ok((Handle::Upper { node: id, fd }, FopenFlags::empty()))
     }
 
@@ -374,13 +607,34 @@ impl OverlayFs {
         if self.ov.upper.is_private_xattr(key) {
             return Err(errno(libc::ENODATA));
         }
+        let is_cap = key == SECURITY_CAPABILITY;
+        if is_cap && self.no_caps.lock().contains(&id) {
+            return Err(errno(libc::ENODATA));
+        }
+        // Held until the answer is recorded, so a concurrent setxattr (exclusive) cannot slip
+        // in between reading and caching.
         let _g = self.ov.ns.read();
-        let ctx = self.ov.ctx(id)?;
-        if ctx.state.upper {
+        let r = self.getxattr_uncached(id, key);
+        if is_cap && matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENODATA)) {
+            let mut c = self.no_caps.lock();
+            if c.len() >= ATTR_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(id);
+        }
+        r
+    }
+
+    /// Caller holds the namespace lock (shared).
+    fn getxattr_uncached(&self, id: u64, key: &[u8]) -> io::Result<Vec<u8>> {
+        // Lower-only nodes need no path: answered from the image (an inode without xattrs
+        // costs nothing), which keeps the security.* probes of `ls -l` per entry cheap.
+        let state = self.ov.state_of(id).ok_or_else(|| errno(libc::ENOENT))?;
+        if state.upper {
             let (_, pdir, name) = self.xattr_target(id)?;
             sys::get_xattr(pdir.as_fd(), &name, os(key))?.ok_or_else(|| errno(libc::ENODATA))
         } else {
-            let (i, obj) = ctx.state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
+            let (i, obj) = state.lowers.first().ok_or_else(|| errno(libc::EIO))?;
             self.ov.layers[*i]
                 .xattrs(obj)?
                 .into_iter()
@@ -419,6 +673,9 @@ impl OverlayFs {
             return Err(errno(libc::EPERM));
         }
         let _g = self.ov.ns.write();
+        // Dropped under the exclusive lock, so no reader can re-add a stale "none" meanwhile
+        // (readers take the shared lock before they look).
+        self.no_caps.lock().remove(&id);
         let ctx = self.ov.ctx(id)?;
         if !ctx.state.upper && set.is_none() {
             // Removing an attribute that does not exist needs no copy-up.
@@ -475,7 +732,41 @@ fn reply_xattr(reply: ReplyXattr, data: Vec<u8>, size: u32) {
 }
 
 impl Filesystem for OverlayFs {
-    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> io::Result<()> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let caps = config.capabilities();
+        for want in [
+            // Attributes with every directory entry (not only the first page, as the kernel's
+            // "auto" mode does: ls reads the whole listing before it stats anything).
+            InitFlags::FUSE_DO_READDIRPLUS,
+            // Symlink targets never change in place (lower: immutable; upper: replaced).
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if caps.contains(want) {
+                let _ = config.add_capabilities(want);
+            }
+        }
+        let _ = config.set_max_background(64);
+        let mut mode = IoMode::Daemon;
+        // Registering backing files needs CAP_SYS_ADMIN; without it do not give up the
+        // writeback cache for a passthrough that would always fail.
+        if self.want_passthrough
+            && self.ov.cfg.running_as_root
+            && caps.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        {
+            mode = IoMode::Passthrough;
+        } else if self.want_writeback
+            && caps.contains(InitFlags::FUSE_WRITEBACK_CACHE)
+            && config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok()
+        {
+            // The kernel does not allow passthrough and writeback caching together.
+            mode = IoMode::WritebackCache;
+        }
+        log::debug!("overlay I/O mode: {mode:?}");
+        self.mode.store(mode as u8, Ordering::Relaxed);
         Ok(())
     }
 
@@ -493,7 +784,7 @@ impl Filesystem for OverlayFs {
             path: crate::node::join(&pctx.path, name.as_bytes()),
             state: state.clone(),
         };
-        let attr = tri!(reply, self.ov.attr(&child));
+        let attr = tri!(reply, self.node_attr(&child));
         let generation = {
             let mut t = self.ov.table.lock();
             let id = t.insert_lookup(parent.0, name.as_bytes(), state);
@@ -686,8 +977,23 @@ impl Filesystem for OverlayFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (h, fl) = tri!(reply, self.open_inner(ino.0, flags.0));
+        let backing = match &h {
+            Handle::Upper { node, fd } => {
+                self.begin_io(*node, Some(fd.as_fd()), &|fd| reply.open_backing(fd))
+            }
+            _ => self.begin_io(ino.0, None, &|fd| reply.open_backing(fd)),
+        };
+        let node = match &h {
+            Handle::Upper { node, .. } | Handle::Lower { node, .. } => *node,
+            Handle::Dir(_) => ino.0,
+        };
         let fh = self.add_handle(h);
-        reply.opened(fh, fl);
+        self.bind_io(fh, node, backing.is_some());
+        self.open_files.opened();
+        match backing {
+            Some(b) => reply.opened_passthrough(fh, fl, &b),
+            None => reply.opened(fh, fl),
+        }
     }
 
     fn read(
@@ -747,7 +1053,11 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         self.ov.handles.lock().remove(&fh.0);
+        self.end_io(fh);
         reply.ok();
+        // After the reply: the kernel drops its passthrough backing file (and with it a
+        // reference on the mount) while handling it.
+        self.open_files.released();
     }
 
     fn fsync(
@@ -810,6 +1120,98 @@ impl Filesystem for OverlayFs {
             ) {
                 break;
             }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let h = tri!(reply, self.handle(fh));
+        let Handle::Dir(items) = &*h else {
+            return reply.error(Errno::EBADF);
+        };
+        let ttl = self.ttl();
+        let _g = self.ov.ns.read();
+        // A directory removed while open has nothing left to show but "." and "..".
+        let dir = self.ov.ctx(ino.0).ok();
+        let mut added = 0usize;
+        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+            let off = (i + 1) as u64;
+            if item.name == b"." || item.name == b".." {
+                // The kernel links no inode for these (no lookup reference): only the
+                // entry's inode number and type are used.
+                let attr = dot_attr(item.ino);
+                if reply.add(
+                    INodeNo(item.ino),
+                    off,
+                    os(&item.name),
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                added += 1;
+                continue;
+            }
+            let Some(dir) = &dir else { continue };
+            let resolved = self.ov.resolve_listed(dir, item).and_then(|state| {
+                let Some(state) = state else { return Ok(None) };
+                let child = NodeCtx {
+                    id: state.ino,
+                    parent: ino.0,
+                    name: item.name.clone(),
+                    path: crate::node::join(&dir.path, &item.name),
+                    state,
+                };
+                let attr = self.node_attr(&child)?;
+                Ok(Some((child.state, attr)))
+            });
+            let (state, attr) = match resolved {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    // Removed since opendir. The stream still shows its snapshot (as plain
+                    // readdir does), but no inode may be linked for the name. fuser sends
+                    // the attribute inode as node id, and the kernel links nothing for the
+                    // root's id (it answers with a FORGET of the root, which we ignore), so
+                    // the entry is listed with d_ino 1 and no dentry is created.
+                    let mut attr = dot_attr(ROOT);
+                    attr.kind = item.kind.to_fuse();
+                    if reply.add(
+                        INodeNo(ROOT),
+                        off,
+                        os(&item.name),
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                    added += 1;
+                    continue;
+                }
+                Err(e) if added == 0 => return reply.error(to_errno(e)),
+                // Report what fits; the next call starts at this entry and fails there.
+                Err(_) => break,
+            };
+            // Every entry sent carries one lookup reference, exactly like a lookup reply.
+            let (id, generation) = {
+                let mut t = self.ov.table.lock();
+                let id = t.insert_lookup(ino.0, &item.name, state);
+                (id, Generation(t.generation(id)))
+            };
+            if reply.add(INodeNo(id), off, os(&item.name), &ttl, &attr, generation) {
+                // Did not fit: the kernel never sees it, so give the reference back.
+                self.ov.table.lock().forget(id, 1);
+                break;
+            }
+            added += 1;
         }
         reply.ok();
     }
@@ -910,7 +1312,10 @@ impl Filesystem for OverlayFs {
             self.ov.create_object(
                 parent.0,
                 name.as_bytes(),
-                NewObject::File { mode, flags },
+                NewObject::File {
+                    mode,
+                    flags: self.upper_open_flags(flags)
+                },
                 caller(req)
             )
         );
@@ -919,8 +1324,21 @@ impl Filesystem for OverlayFs {
         };
         let ino = c.state.ino;
         let (attr, generation) = self.enter_created(parent.0, name.as_bytes(), c.state, &c.stat);
+        let backing = self.begin_io(ino, Some(fd.as_fd()), &|fd| reply.open_backing(fd));
         let fh = self.add_handle(Handle::Upper { node: ino, fd });
-        reply.created(&self.ttl(), &attr, generation, fh, FopenFlags::empty());
+        self.bind_io(fh, ino, backing.is_some());
+        self.open_files.opened();
+        match backing {
+            Some(b) => reply.created_passthrough(
+                &self.ttl(),
+                &attr,
+                generation,
+                fh,
+                FopenFlags::empty(),
+                &b,
+            ),
+            None => reply.created(&self.ttl(), &attr, generation, fh, FopenFlags::empty()),
+        }
     }
 
     fn fallocate(
@@ -974,5 +1392,26 @@ impl Filesystem for OverlayFs {
             }
             _ => reply.error(Errno::from_i32(libc::ENOSYS)),
         }
+    }
+}
+
+/// Placeholder attributes for the "." and ".." entries of a `readdirplus` reply.
+fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: fuser::FileType::Directory,
+        perm: 0o755,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }

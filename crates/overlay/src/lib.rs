@@ -37,6 +37,7 @@ mod upper;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,33 @@ pub struct OverlayOptions {
     pub cache_ttl: Duration,
     /// File system name shown in `/proc/mounts`.
     pub fsname: String,
+    /// Let the kernel read and write files of the upper directory directly (FUSE passthrough,
+    /// Linux >= 6.9, needs CAP_SYS_ADMIN in the daemon) when it can.
+    pub passthrough: bool,
+    /// Without passthrough, let the kernel cache writes (FUSE writeback cache).
+    pub writeback_cache: bool,
+}
+
+/// How data of files open in the upper directory moves, as negotiated with the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoMode {
+    /// Every read and write is a request to the daemon (page cache, write-through).
+    Daemon = 0,
+    /// Writes are cached by the kernel and written back to the daemon later.
+    WritebackCache = 1,
+    /// Reads, writes and mmap go from the kernel straight to the upper file.
+    Passthrough = 2,
+}
+
+impl IoMode {
+    pub(crate) fn from_u8(v: u8) -> IoMode {
+        match v {
+            2 => IoMode::Passthrough,
+            1 => IoMode::WritebackCache,
+            _ => IoMode::Daemon,
+        }
+    }
 }
 
 impl Default for OverlayOptions {
@@ -74,6 +102,8 @@ impl Default for OverlayOptions {
             xattr_namespace: XattrNamespace::Auto,
             cache_ttl: Duration::from_secs(1),
             fsname: "squashbox-overlay".to_string(),
+            passthrough: true,
+            writeback_cache: true,
         }
     }
 }
@@ -123,6 +153,8 @@ fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> OverlayError 
 pub struct OverlayHandle {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
+    mode: Arc<AtomicU8>,
+    open_files: Arc<fs::OpenFiles>,
 }
 
 impl std::fmt::Debug for OverlayHandle {
@@ -138,6 +170,12 @@ impl OverlayHandle {
     /// The mountpoint.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// The data path the kernel agreed to. Known once the kernel has initialised the
+    /// connection, which any first access of the mount (e.g. a `stat`) waits for.
+    pub fn io_mode(&self) -> IoMode {
+        IoMode::from_u8(self.mode.load(Ordering::Relaxed))
     }
 
     /// True while the filesystem is still being served (false once unmounted from outside,
@@ -171,6 +209,10 @@ impl OverlayHandle {
         let r = if s.guard.is_finished() {
             s.join()
         } else {
+            // Files closed just before are released asynchronously; give those releases a
+            // moment so the unmount does not fail on them (files still open by someone
+            // simply time out here and the mount is detached lazily below).
+            self.open_files.wait_idle(Duration::from_millis(500));
             s.umount_and_join()
         };
         if r.is_err() && is_mounted_here(&self.mountpoint) {
@@ -221,6 +263,8 @@ pub fn mount_overlay_layers(
     options: OverlayOptions,
 ) -> Result<OverlayHandle, OverlayError> {
     let fs = build_fs(lowers, upper, work, &options)?;
+    let mode = fs.mode.clone();
+    let open_files = fs.open_files.clone();
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(options.fsname.clone()),
@@ -243,6 +287,8 @@ pub fn mount_overlay_layers(
     Ok(OverlayHandle {
         session: Some(session),
         mountpoint: mountpoint.to_path_buf(),
+        mode,
+        open_files,
     })
 }
 
@@ -282,7 +328,12 @@ fn build_fs(
         running_as_root: rustix::process::geteuid().is_root(),
     };
     let ov = core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
-    Ok(fs::OverlayFs { ov: Arc::new(ov) })
+    Ok(fs::OverlayFs::new(
+        Arc::new(ov),
+        options.passthrough,
+        options.writeback_cache,
+        Arc::new(AtomicU8::new(IoMode::Daemon as u8)),
+    ))
 }
 
 /// Whether `/proc/self/mounts` lists a mount at `path`.

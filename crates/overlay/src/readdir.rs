@@ -6,14 +6,23 @@
 //!
 //! `opendir` takes one snapshot of the merged listing per handle, so offsets stay stable across
 //! `readdir` calls while the directory changes. The snapshot costs one small record per entry.
+//!
+//! `readdirplus` answers each entry with its attributes, which saves the kernel one lookup
+//! round trip per entry (`ls -l`, `find`, `du`). Entries are resolved per reply page, never
+//! for the whole directory at once. A lower non-directory that nothing in the upper directory
+//! shadows is built straight from the inode reference recorded in the snapshot (lower layers
+//! never change), instead of a by-name lookup in the image directory.
 
 use std::collections::HashSet;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 
+use squashbox_format::{DirEntry, InodeRef};
+
 use crate::core::{lower_entry_ino, upper_ino, NodeCtx, Overlay};
-use crate::lower::Kind;
+use crate::lower::{Kind, Layer, LowerEntry, LowerObj};
+use crate::node::NodeState;
 use crate::sys;
 use crate::upper::is_whiteout;
 
@@ -23,6 +32,20 @@ pub(crate) struct DirItem {
     pub name: Vec<u8>,
     pub kind: Kind,
     pub ino: u64,
+    /// Where a lower non-directory entry came from, so `readdirplus` can build its node
+    /// without looking the name up again.
+    pub src: Option<LowerSrc>,
+}
+
+/// An image entry's inode reference, recorded inode number and type.
+type ImageRef = (InodeRef, u32, squashbox_format::FileType);
+
+/// The lower origin of a listed non-directory that is not hard-linked in its layer: layer index, plus the image inode reference
+/// and the entry's recorded inode number and type (for the link consistency check).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LowerSrc {
+    pub layer: usize,
+    pub image: Option<ImageRef>,
 }
 
 impl Overlay {
@@ -69,7 +92,14 @@ impl Overlay {
                 } else {
                     0
                 };
-                if f(DirItem { name, kind, ino }).is_break() {
+                if f(DirItem {
+                    name,
+                    kind,
+                    ino,
+                    src: None,
+                })
+                .is_break()
+                {
                     stopped = true;
                 }
             }
@@ -80,7 +110,7 @@ impl Overlay {
             }
             let layer = &self.layers[*i];
             let mut hidden_here: Vec<Vec<u8>> = Vec::new();
-            layer.for_each_entry(ldir, &mut |e| {
+            for_each_lower(layer, ldir, &mut |e, image| {
                 if stopped || seen.contains(&e.name) {
                     return Ok(());
                 }
@@ -93,7 +123,12 @@ impl Overlay {
                     }
                 }
                 hidden_here.push(e.name.clone());
+                // Directories merge with the layers below and hard-linked files may be linked
+                // to an earlier copy-up by a lookup: those always take the full resolution.
+                let src =
+                    (e.kind != Kind::Dir && e.nlink <= 1).then_some(LowerSrc { layer: *i, image });
                 let item = DirItem {
+                    src,
                     kind: e.kind,
                     ino: lower_entry_ino(
                         *i,
@@ -122,11 +157,13 @@ impl Overlay {
                 name: b".".to_vec(),
                 kind: Kind::Dir,
                 ino: dir.state.ino,
+                src: None,
             },
             DirItem {
                 name: b"..".to_vec(),
                 kind: Kind::Dir,
                 ino: parent_ino,
+                src: None,
             },
         ];
         self.walk_merged(dir, true, &mut |item| {
@@ -144,5 +181,97 @@ impl Overlay {
             ControlFlow::Break(())
         })?;
         Ok(empty)
+    }
+}
+
+/// Like `Layer::for_each_entry`, also passing each image entry's inode reference, number and
+/// type (`None` for directory layers, whose objects are rebuilt from the path).
+fn for_each_lower(
+    layer: &Layer,
+    dir: &LowerObj,
+    f: &mut dyn FnMut(LowerEntry, Option<ImageRef>) -> io::Result<()>,
+) -> io::Result<()> {
+    match (layer, dir) {
+        (Layer::Image(a), LowerObj::Image(inode)) => {
+            for e in a.read_dir(inode).map_err(image_err)? {
+                let e = e.map_err(image_err)?;
+                let kind = Kind::from_mode(e.file_type.mode_bits());
+                let nlink = if kind == Kind::Dir {
+                    1
+                } else {
+                    a.inode(e.inode_ref).map_err(image_err)?.nlink
+                };
+                let image = Some((e.inode_ref, e.inode_number, e.file_type));
+                f(
+                    LowerEntry {
+                        name: e.name,
+                        kind,
+                        number: u64::from(e.inode_number),
+                        nlink,
+                    },
+                    image,
+                )?;
+            }
+            Ok(())
+        }
+        _ => layer.for_each_entry(dir, &mut |e| f(e, None)),
+    }
+}
+
+fn image_err(e: squashbox_format::Error) -> io::Error {
+    log::warn!("lower image error: {e}");
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+impl Overlay {
+    /// The node state of snapshot entry `item` of directory `dir` as a lookup would resolve it
+    /// now, or `None` if the name no longer exists. Callers hold the namespace lock (shared).
+    pub(crate) fn resolve_listed(
+        &self,
+        dir: &NodeCtx,
+        item: &DirItem,
+    ) -> io::Result<Option<NodeState>> {
+        let Some(src) = item.src else {
+            return self.resolve_child(dir, &item.name);
+        };
+        // The fast path is valid only while nothing in the upper directory shadows the name
+        // (it may have been created, whited out or copied up since the snapshot) and the
+        // directory still merges the layer the entry came from.
+        if dir.state.upper {
+            let pdir = self.upper.open_dir(&dir.path)?;
+            if self
+                .upper
+                .stat_at(std::os::fd::AsFd::as_fd(&pdir), &item.name)?
+                .is_some()
+            {
+                return self.resolve_child(dir, &item.name);
+            }
+        }
+        let Some((_, ldir)) = dir.state.lowers.iter().find(|(i, _)| *i == src.layer) else {
+            return self.resolve_child(dir, &item.name);
+        };
+        let obj = match (&self.layers[src.layer], ldir, src.image) {
+            (Layer::Image(a), LowerObj::Image(parent), Some((inode_ref, number, file_type))) => {
+                let entry = DirEntry {
+                    name: item.name.clone(),
+                    inode_ref,
+                    inode_number: number,
+                    file_type,
+                    next_position: 0,
+                };
+                LowerObj::Image(Box::new(a.entry_inode(parent, &entry).map_err(image_err)?))
+            }
+            (Layer::Dir { .. }, LowerObj::Path(p), None) => {
+                LowerObj::Path(crate::node::join(p, &item.name))
+            }
+            _ => return self.resolve_child(dir, &item.name),
+        };
+        Ok(Some(NodeState {
+            kind: item.kind,
+            upper: false,
+            lowers: vec![(src.layer, obj)],
+            lower_path: None,
+            ino: item.ino,
+        }))
     }
 }
