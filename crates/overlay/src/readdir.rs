@@ -234,6 +234,11 @@ impl Overlay {
         let Some(src) = item.src else {
             return self.resolve_child(dir, &item.name);
         };
+        // A name of a copied-up image hard link may not be linked here yet: resolving it links
+        // it to the index entry instead of showing the stale lower object (docs/overlay.md).
+        if self.upper.index_get(item.ino).is_some() {
+            return self.resolve_child(dir, &item.name);
+        }
         // The fast path is valid only while nothing in the upper directory shadows the name
         // (it may have been created, whited out or copied up since the snapshot) and the
         // directory still merges the layer the entry came from.
