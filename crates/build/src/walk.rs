@@ -184,9 +184,9 @@ pub fn walk(source: &Path, filter: &Filter, options: &WalkOptions) -> Result<Tre
         xattrs,
         skipped: false,
     });
-    let root_state = filter.enter_dir(&filter.root_state(), source, Decision::Keep);
-    let mut stack = vec![(0u32, source.to_path_buf(), Vec::new(), root_state)];
-    while let Some((index, path, rel, state)) = stack.pop() {
+    let root_state = filter.enter_dir(&filter.root_state()?, source, Decision::Keep)?;
+    let mut stack = vec![(0u32, source.to_path_buf(), root_state)];
+    while let Some((index, path, state)) = stack.pop() {
         let entries = match read_sorted(&path) {
             Ok(entries) => entries,
             Err(e) if index == 0 => return Err(source_err(e.to_string())),
@@ -200,22 +200,17 @@ pub fn walk(source: &Path, filter: &Filter, options: &WalkOptions) -> Result<Tre
         let mut subdirs = Vec::new();
         for name in entries {
             let child_path = path.join(&name);
-            let mut child_rel = rel.clone();
-            if !child_rel.is_empty() {
-                child_rel.push(b'/');
-            }
-            child_rel.extend_from_slice(name.as_bytes());
             if let Some((child, Some(decision))) =
-                walker.add_entry(index, name, &child_path, &child_rel, &state)?
+                walker.add_entry(index, name, &child_path, &state)?
             {
-                subdirs.push((child, child_path, child_rel, decision));
+                subdirs.push((child, child_path, decision));
             }
         }
         let count = walker.tree.nodes.len() as u32 - first;
         walker.tree.nodes[index as usize].kind = NodeKind::Dir { first, count };
-        for (child, child_path, child_rel, decision) in subdirs.into_iter().rev() {
-            let child_state = filter.enter_dir(&state, &child_path, decision);
-            stack.push((child, child_path, child_rel, child_state));
+        for (child, child_path, decision) in subdirs.into_iter().rev() {
+            let child_state = filter.enter_dir(&state, &child_path, decision)?;
+            stack.push((child, child_path, child_state));
         }
     }
     Ok(walker.tree)
@@ -263,7 +258,6 @@ impl Walker<'_> {
         parent: u32,
         name: OsString,
         path: &Path,
-        rel: &[u8],
         state: &DirState,
     ) -> Result<Option<(u32, Option<Decision>)>, BuildError> {
         let meta = match fs::symlink_metadata(path) {
@@ -281,7 +275,7 @@ impl Walker<'_> {
             return Ok(None);
         }
         let file_type = meta.file_type();
-        let decision = self.filter.decide(state, path, rel, file_type.is_dir());
+        let decision = self.filter.decide(state, path, file_type)?;
         if decision == Decision::Exclude {
             return Ok(None);
         }
