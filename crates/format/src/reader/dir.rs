@@ -15,7 +15,7 @@ use crate::layout::METADATA_BLOCK_SIZE;
 
 use super::inode::basic_file_type;
 use super::metadata::MetaCursor;
-use super::{Archive, DirEntry, Inode, InodeKind, InodeRef};
+use super::{Archive, DirEntry, FileType, Inode, InodeKind, InodeRef};
 
 /// Longest entry name (the kernel's `SQUASHFS_NAME_LEN`).
 pub(crate) const MAX_NAME_LEN: usize = 256;
@@ -75,76 +75,146 @@ impl Listing {
     }
 }
 
-/// One entry of the extended directory index.
-struct IndexEntry {
-    /// Byte offset of a header within the listing.
+/// Where one entry of the extended directory index points: a header at `listing_offset`
+/// whose first entry is named `name`.
+#[derive(Clone, Debug)]
+struct IndexMark {
     listing_offset: u64,
-    /// Directory-table block holding that header.
-    block: u32,
-    /// Name of the first entry under that header.
     name: Vec<u8>,
 }
 
 /// Reads the extended directory index entry by entry, validating as it goes.
+///
+/// Every writer we know of (mksquashfs, squashfs-tools-ng, ours) and the kernel's lookup agree
+/// on what an entry means: the header at byte `listing offset` of the listing starts in
+/// directory-table block `block` and its first entry is named `name`. The kernel derives the
+/// in-block offset as if every block but the last held exactly 8 KiB, so the header lies
+/// `(block_offset + listing offset) / 8192` blocks after the listing's first block. The reader
+/// checks everything that follows from that without reading the listing: offsets strictly
+/// increasing and inside the listing, names strictly increasing, and blocks consistent with
+/// the offsets (same 8 KiB stretch: same block; later stretch: a later block, at least 3 and
+/// at most 8194 bytes per block further). The name is checked against the listing when the
+/// header is reached (see [`DirState`]).
 struct IndexReader<'a> {
     archive: &'a Archive,
     cursor: MetaCursor,
     remaining: u32,
     listing: &'a Listing,
-    previous: Option<(u64, u32)>,
+    /// Listing offset, 8 KiB stretch and block of the previous entry (the listing start
+    /// before the first).
+    previous: Option<u64>,
+    previous_stretch: u64,
+    previous_block: u32,
+    /// The current entry's name (after `next`), and the previous one's.
+    name: Vec<u8>,
+    previous_name: Vec<u8>,
 }
 
-impl IndexReader<'_> {
-    fn next(&mut self) -> Result<Option<IndexEntry>> {
+impl<'a> IndexReader<'a> {
+    fn new(archive: &'a Archive, dir: &Inode, listing: &'a Listing) -> Result<Self> {
+        Ok(IndexReader {
+            archive,
+            cursor: archive.directory_index_cursor(dir)?,
+            remaining: listing.index_count,
+            listing,
+            previous: None,
+            previous_stretch: 0,
+            previous_block: listing.block_start,
+            name: Vec::new(),
+            previous_name: Vec::new(),
+        })
+    }
+
+    /// The next entry's listing offset and block; its name is left in `self.name`.
+    fn next(&mut self) -> Result<Option<(u64, u32)>> {
         if self.remaining == 0 {
             return Ok(None);
         }
         self.remaining -= 1;
         let at = self.cursor.block();
         let a = self.archive;
-        let listing_offset = u64::from(self.cursor.u32(a)?);
-        let block = self.cursor.u32(a)?;
-        let name_len = self.cursor.u32(a)? as usize + 1;
-        let corrupt = |what: String| {
-            Error::corrupt(
-                format!("directory index of inode {}: {what}", self.listing.number),
-                at,
-            )
-        };
+        let mut fixed = [0u8; 12];
+        self.cursor.read(a, &mut fixed)?;
+        let field = |i: usize| u32::from_le_bytes(fixed[i..i + 4].try_into().expect("4 bytes"));
+        let listing_offset = u64::from(field(0));
+        let block = field(4);
+        let name_len = field(8) as usize + 1;
+        let number = self.listing.number;
+        let corrupt =
+            |what: String| Error::corrupt(format!("directory index of inode {number}: {what}"), at);
         if name_len > MAX_NAME_LEN {
             return Err(corrupt(format!("name length {name_len} exceeds 256")));
         }
-        let name = self.cursor.read_vec(a, name_len)?;
+        std::mem::swap(&mut self.name, &mut self.previous_name);
+        self.cursor.read_into(a, name_len, &mut self.name)?;
         if listing_offset >= self.listing.len {
             return Err(corrupt(format!(
                 "offset {listing_offset} is past the listing ({} bytes)",
                 self.listing.len
             )));
         }
-        if block < self.listing.block_start {
-            return Err(corrupt(format!("block {block} precedes the listing")));
-        }
-        if let Some((prev_offset, prev_block)) = self.previous {
-            if listing_offset <= prev_offset || block < prev_block {
-                return Err(corrupt("entries are not increasing".into()));
+        if let Some(previous) = self.previous {
+            if listing_offset <= previous {
+                return Err(corrupt(format!(
+                    "offset {listing_offset} does not follow the previous entry's {previous}"
+                )));
+            }
+            if self.name <= self.previous_name {
+                return Err(corrupt(format!(
+                    "name {:?} does not sort after the previous entry's {:?}",
+                    String::from_utf8_lossy(&self.name),
+                    String::from_utf8_lossy(&self.previous_name)
+                )));
             }
         }
-        self.previous = Some((listing_offset, block));
-        Ok(Some(IndexEntry {
-            listing_offset,
-            block,
-            name,
-        }))
+        let stretch =
+            (u64::from(self.listing.block_offset) + listing_offset) / METADATA_BLOCK_SIZE as u64;
+        let blocks_further = stretch - self.previous_stretch;
+        let distance = u64::from(block).wrapping_sub(u64::from(self.previous_block));
+        let consistent = if blocks_further == 0 {
+            block == self.previous_block
+        } else {
+            block > self.previous_block
+                && distance >= 3 * blocks_further
+                && distance <= MAX_STORED_BLOCK * blocks_further
+        };
+        if !consistent {
+            return Err(corrupt(format!(
+                "block {block} for listing offset {listing_offset} is inconsistent with the \
+                 listing start (block {}, offset {}) and the previous entry (block {})",
+                self.listing.block_start, self.listing.block_offset, self.previous_block
+            )));
+        }
+        self.previous = Some(listing_offset);
+        self.previous_stretch = stretch;
+        self.previous_block = block;
+        Ok(Some((listing_offset, block)))
     }
 }
 
-/// Where to start reading a listing: a directory-table block, an offset in it, and the
-/// matching byte offset within the listing.
-#[derive(Clone, Copy)]
+/// The most bytes one metadata block may take on disk (header + payload).
+const MAX_STORED_BLOCK: u64 = 2 + METADATA_BLOCK_SIZE as u64;
+
+/// Where to start reading a listing: a directory-table block, an offset in it, the matching
+/// byte offset within the listing, and the index entries to verify on the way.
 struct Start {
     block: u32,
     offset: usize,
     listing_offset: u64,
+    /// Index entries the read will pass, in listing order: the one jumped to (if any) and the
+    /// one after it.
+    marks: Vec<IndexMark>,
+}
+
+impl Start {
+    fn of(listing: &Listing) -> Self {
+        Start {
+            block: listing.block_start,
+            offset: usize::from(listing.block_offset),
+            listing_offset: 0,
+            marks: Vec::new(),
+        }
+    }
 }
 
 impl Archive {
@@ -154,36 +224,39 @@ impl Archive {
         &self,
         dir: &Inode,
         listing: &Listing,
-        mut keep: impl FnMut(&IndexEntry) -> bool,
+        mut keep: impl FnMut(u64, &[u8]) -> bool,
     ) -> Result<Start> {
-        let mut start = Start {
-            block: listing.block_start,
-            offset: usize::from(listing.block_offset),
-            listing_offset: 0,
-        };
+        let mut start = Start::of(listing);
         if listing.index_count == 0 {
             return Ok(start);
         }
-        let mut reader = IndexReader {
-            archive: self,
-            cursor: self.directory_index_cursor(dir)?,
-            remaining: listing.index_count,
-            listing,
-            previous: None,
-        };
-        while let Some(entry) = reader.next()? {
-            if !keep(&entry) {
+        let mut reader = IndexReader::new(self, dir, listing)?;
+        let mut chosen: Option<IndexMark> = None;
+        let mut following: Option<IndexMark> = None;
+        while let Some((listing_offset, block)) = reader.next()? {
+            if !keep(listing_offset, &reader.name) {
+                following = Some(IndexMark {
+                    listing_offset,
+                    name: reader.name.clone(),
+                });
                 break;
             }
             // Like the kernel: the index assumes every metadata block but the last holds
             // exactly 8 KiB, so the in-block offset follows from the listing offset.
-            start = Start {
-                block: entry.block,
-                offset: ((u64::from(listing.block_offset) + entry.listing_offset)
-                    % METADATA_BLOCK_SIZE as u64) as usize,
-                listing_offset: entry.listing_offset,
-            };
+            start.block = block;
+            start.offset = ((u64::from(listing.block_offset) + listing_offset)
+                % METADATA_BLOCK_SIZE as u64) as usize;
+            start.listing_offset = listing_offset;
+            let mark = chosen.get_or_insert_with(|| IndexMark {
+                listing_offset,
+                name: Vec::new(),
+            });
+            mark.listing_offset = listing_offset;
+            mark.name.clear();
+            mark.name.extend_from_slice(&reader.name);
         }
+        start.marks.extend(chosen);
+        start.marks.extend(following);
         Ok(start)
     }
 
@@ -195,6 +268,9 @@ impl Archive {
             let block = region.block_at(u64::from(start.block), "directory listing")?;
             Some(MetaCursor::new(region, block, start.offset)?)
         };
+        let mut marks = start.marks;
+        // Popped from the back, in listing order.
+        marks.reverse();
         Ok(DirState {
             cursor,
             pos: start.listing_offset,
@@ -203,7 +279,10 @@ impl Archive {
             header_remaining: 0,
             header_block: 0,
             header_base: 0,
-            previous: None,
+            name: Vec::new(),
+            scratch: Vec::new(),
+            marks,
+            expect_first: None,
             skip_until,
             done: false,
         })
@@ -214,48 +293,47 @@ impl Archive {
         let listing = Listing::of(dir)?;
         let skip_until = position.saturating_sub(DOT_ENTRIES);
         if skip_until >= listing.len {
-            let mut state = self.listing_reader(
-                &Listing { len: 0, ..listing },
-                Start {
-                    block: 0,
-                    offset: 0,
-                    listing_offset: 0,
-                },
-                0,
-            )?;
+            let empty = Listing { len: 0, ..listing };
+            let mut state = self.listing_reader(&empty, Start::of(&empty), 0)?;
             state.done = true;
             return Ok(state);
         }
         let start = if skip_until == 0 {
-            Start {
-                block: listing.block_start,
-                offset: usize::from(listing.block_offset),
-                listing_offset: 0,
-            }
+            Start::of(&listing)
         } else {
-            self.index_seek(dir, &listing, |e| e.listing_offset <= skip_until)?
+            self.index_seek(dir, &listing, |offset, _| offset <= skip_until)?
         };
         self.listing_reader(&listing, start, skip_until)
     }
 
     /// Find `name` in `dir`, jumping through the directory index and stopping as soon as the
-    /// sorted listing passes the name.
+    /// sorted listing passes the name. Entries are compared in place: only the match is
+    /// copied out.
     pub(crate) fn find_entry(&self, dir: &Inode, name: &[u8]) -> Result<Option<DirEntry>> {
         let listing = Listing::of(dir)?;
         if check_name(name).is_err() || listing.len == 0 {
             return Ok(None);
         }
-        let start = self.index_seek(dir, &listing, |e| e.name.as_slice() <= name)?;
+        let start = self.index_seek(dir, &listing, |_, indexed| indexed <= name)?;
         let mut state = self.listing_reader(&listing, start, 0)?;
-        while let Some(entry) = state.next_entry(self)? {
-            match entry.name.as_slice().cmp(name) {
+        while let Some(raw) = state.next_raw(self)? {
+            match state.name.as_slice().cmp(name) {
                 Ordering::Less => continue,
-                Ordering::Equal => return Ok(Some(entry)),
+                Ordering::Equal => return Ok(Some(state.entry(raw))),
                 Ordering::Greater => return Ok(None),
             }
         }
         Ok(None)
     }
+}
+
+/// An entry as parsed, without its name (which stays in [`DirState::name`]).
+#[derive(Clone, Copy)]
+pub(crate) struct RawEntry {
+    inode_ref: InodeRef,
+    inode_number: u32,
+    file_type: FileType,
+    next_position: u64,
 }
 
 /// The state of a streaming directory read.
@@ -268,7 +346,15 @@ pub(crate) struct DirState {
     header_remaining: u32,
     header_block: u32,
     header_base: u32,
-    previous: Option<Vec<u8>>,
+    /// The name of the last entry parsed (empty before the first: names are never empty).
+    /// Reused across entries so a scan allocates nothing per entry.
+    name: Vec<u8>,
+    /// Buffer for the next name, swapped with `name` after the sort check.
+    scratch: Vec<u8>,
+    /// Directory index entries this read will pass, next one last.
+    marks: Vec<IndexMark>,
+    /// The name the header just read must start with (from the index).
+    expect_first: Option<Vec<u8>>,
     /// Entries ending at or before this listing offset are skipped (resuming).
     skip_until: u64,
     done: bool,
@@ -277,6 +363,11 @@ pub(crate) struct DirState {
 impl DirState {
     /// The next entry, or `None` at the end. After an error the state is finished.
     pub(crate) fn next_entry(&mut self, archive: &Archive) -> Result<Option<DirEntry>> {
+        Ok(self.next_raw(archive)?.map(|raw| self.entry(raw)))
+    }
+
+    /// Like [`DirState::next_entry`], but the name stays in `self.name`.
+    fn next_raw(&mut self, archive: &Archive) -> Result<Option<RawEntry>> {
         if self.done {
             return Ok(None);
         }
@@ -285,6 +376,17 @@ impl DirState {
             self.done = true;
         }
         result
+    }
+
+    /// The public entry for `raw`, the entry just parsed.
+    fn entry(&self, raw: RawEntry) -> DirEntry {
+        DirEntry {
+            inode_ref: raw.inode_ref,
+            inode_number: raw.inode_number,
+            file_type: raw.file_type,
+            next_position: raw.next_position,
+            name: self.name.clone(),
+        }
     }
 
     fn corrupt(&self, at: u64, what: impl std::fmt::Display) -> Error {
@@ -297,7 +399,7 @@ impl DirState {
         )
     }
 
-    fn advance(&mut self, archive: &Archive) -> Result<Option<DirEntry>> {
+    fn advance(&mut self, archive: &Archive) -> Result<Option<RawEntry>> {
         let Some(mut cursor) = self.cursor.take() else {
             return Ok(None);
         };
@@ -306,23 +408,59 @@ impl DirState {
         result
     }
 
+    /// Check the directory index entries the read has reached: a header must start exactly
+    /// at each one's listing offset (called at every header start).
+    fn check_marks(&mut self, at: u64) -> Result<()> {
+        while let Some(mark) = self.marks.last() {
+            if mark.listing_offset > self.pos {
+                break;
+            }
+            if mark.listing_offset < self.pos {
+                return Err(self.corrupt(
+                    at,
+                    format!(
+                        "the directory index points at listing offset {}, which is not the \
+                         start of a header",
+                        mark.listing_offset
+                    ),
+                ));
+            }
+            let mark = self.marks.pop().expect("checked above");
+            self.expect_first = Some(mark.name);
+        }
+        Ok(())
+    }
+
     fn advance_with(
         &mut self,
         archive: &Archive,
         cursor: &mut MetaCursor,
-    ) -> Result<Option<DirEntry>> {
+    ) -> Result<Option<RawEntry>> {
         loop {
             let at = cursor.block();
             if self.header_remaining == 0 {
                 if self.pos == self.len {
+                    if let Some(mark) = self.marks.last() {
+                        return Err(self.corrupt(
+                            at,
+                            format!(
+                                "the directory index points at listing offset {}, past the \
+                                 last header",
+                                mark.listing_offset
+                            ),
+                        ));
+                    }
                     return Ok(None);
                 }
+                self.check_marks(at)?;
                 if self.len - self.pos < 12 {
                     return Err(self.corrupt(at, "listing ends inside a directory header"));
                 }
-                let count = cursor.u32(archive)?;
-                let block = cursor.u32(archive)?;
-                let base = cursor.u32(archive)?;
+                let mut header = [0u8; 12];
+                cursor.read(archive, &mut header)?;
+                let field =
+                    |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+                let (count, block, base) = (field(0), field(4), field(8));
                 self.pos += 12;
                 if count >= MAX_HEADER_ENTRIES {
                     return Err(self.corrupt(
@@ -345,10 +483,13 @@ impl DirState {
             if self.len - self.pos < 8 {
                 return Err(self.corrupt(at, "listing ends inside a directory entry"));
             }
-            let offset = cursor.u16(archive)?;
-            let delta = cursor.u16(archive)? as i16;
-            let raw_type = cursor.u16(archive)?;
-            let name_len = usize::from(cursor.u16(archive)?) + 1;
+            let mut fixed = [0u8; 8];
+            cursor.read(archive, &mut fixed)?;
+            let field = |i: usize| u16::from_le_bytes([fixed[i], fixed[i + 1]]);
+            let offset = field(0);
+            let delta = field(2) as i16;
+            let raw_type = field(4);
+            let name_len = usize::from(field(6)) + 1;
             self.pos += 8;
             if name_len > MAX_NAME_LEN {
                 return Err(self.corrupt(at, format!("entry name length {name_len} exceeds 256")));
@@ -356,13 +497,14 @@ impl DirState {
             if self.len - self.pos < name_len as u64 {
                 return Err(self.corrupt(at, "listing ends inside an entry name"));
             }
-            let name = cursor.read_vec(archive, name_len)?;
+            cursor.read_into(archive, name_len, &mut self.scratch)?;
+            let name = &self.scratch;
             self.pos += name_len as u64;
             self.header_remaining -= 1;
-            if let Err(problem) = check_name(&name) {
+            if let Err(problem) = check_name(name) {
                 return Err(self.corrupt(
                     at,
-                    format!("entry {:?}: {problem}", String::from_utf8_lossy(&name)),
+                    format!("entry {:?}: {problem}", String::from_utf8_lossy(name)),
                 ));
             }
             let Some(file_type) = basic_file_type(raw_type) else {
@@ -370,7 +512,7 @@ impl DirState {
                     at,
                     format!(
                         "entry {:?} has type {raw_type}, not a basic inode type 1..=7",
-                        String::from_utf8_lossy(&name)
+                        String::from_utf8_lossy(name)
                     ),
                 ));
             };
@@ -382,7 +524,7 @@ impl DirState {
                         at,
                         format!(
                             "entry {:?} has inode number {number}, not in 1..={}",
-                            String::from_utf8_lossy(&name),
+                            String::from_utf8_lossy(name),
                             archive.superblock.inode_count
                         ),
                     ))
@@ -391,30 +533,40 @@ impl DirState {
             if usize::from(offset) >= METADATA_BLOCK_SIZE {
                 return Err(self.corrupt(at, format!("entry inode offset {offset} exceeds 8191")));
             }
-            if let Some(previous) = &self.previous {
-                if previous.as_slice() >= name.as_slice() {
+            if !self.name.is_empty() && self.name.as_slice() >= name.as_slice() {
+                return Err(self.corrupt(
+                    at,
+                    format!(
+                        "entries not strictly sorted: {:?} follows {:?}",
+                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(&self.name)
+                    ),
+                ));
+            }
+            if let Some(expected) = self.expect_first.take() {
+                if expected != *name {
                     return Err(self.corrupt(
                         at,
                         format!(
-                            "entries not strictly sorted: {:?} follows {:?}",
-                            String::from_utf8_lossy(&name),
-                            String::from_utf8_lossy(previous)
+                            "the directory index names {:?} for this header, but its first \
+                             entry is {:?}",
+                            String::from_utf8_lossy(&expected),
+                            String::from_utf8_lossy(name)
                         ),
                     ));
                 }
             }
-            let entry = DirEntry {
+            std::mem::swap(&mut self.name, &mut self.scratch);
+            let raw = RawEntry {
                 inode_ref: InodeRef((u64::from(self.header_block) << 16) | u64::from(offset)),
                 inode_number,
                 file_type,
                 next_position: self.pos + DOT_ENTRIES,
-                name: name.clone(),
             };
-            self.previous = Some(name);
             if self.pos <= self.skip_until {
                 continue;
             }
-            return Ok(Some(entry));
+            return Ok(Some(raw));
         }
     }
 }

@@ -181,28 +181,26 @@ impl MetaCursor {
         self.block
     }
 
-    /// The current block, with the offset checked to lie inside it; moves to the next block
-    /// when the current one is exhausted. Returns the block and the bytes left in it.
-    fn ensure(&mut self, archive: &Archive) -> Result<Arc<MetaBlock>> {
+    /// Make `current` the block holding the read position, with the offset checked to lie
+    /// inside it; moves to the next block when the current one is exhausted. Callers then
+    /// borrow `self.current` directly, so a read costs no reference-count traffic.
+    fn ensure(&mut self, archive: &Archive) -> Result<()> {
         loop {
             let block = match &self.current {
-                Some(block) => Arc::clone(block),
-                None => {
-                    let block = archive.metadata_block(self.block, &self.region)?;
-                    self.current = Some(Arc::clone(&block));
-                    block
-                }
+                Some(block) => block,
+                None => self
+                    .current
+                    .insert(archive.metadata_block(self.block, &self.region)?),
             };
-            if self.offset < block.data.len() {
-                return Ok(block);
+            let len = block.data.len();
+            if self.offset < len {
+                return Ok(());
             }
-            if self.offset > block.data.len() {
+            if self.offset > len {
                 return Err(Error::corrupt(
                     format!(
-                        "offset {} is past the end of a {}-byte metadata block in the {}",
-                        self.offset,
-                        block.data.len(),
-                        self.region.name
+                        "offset {} is past the end of a {len}-byte metadata block in the {}",
+                        self.offset, self.region.name
                     ),
                     self.block,
                 ));
@@ -219,6 +217,15 @@ impl MetaCursor {
         }
     }
 
+    /// The bytes of the current block from the read position on (at least one), after
+    /// [`MetaCursor::ensure`].
+    fn available(&self) -> &[u8] {
+        match &self.current {
+            Some(block) => &block.data[self.offset..],
+            None => &[],
+        }
+    }
+
     /// The current position as (block image offset, offset in block), normalised so the
     /// offset lies inside the block (moving past an exhausted block). Suitable for
     /// [`MetaCursor::new`] later.
@@ -229,10 +236,20 @@ impl MetaCursor {
 
     /// Fill `buf` from the chain.
     pub(crate) fn read(&mut self, archive: &Archive, buf: &mut [u8]) -> Result<()> {
+        // Fast path: the bytes lie inside the block already at hand (nearly every read).
+        if let Some(bytes) = self
+            .current
+            .as_ref()
+            .and_then(|block| block.data.get(self.offset..self.offset + buf.len()))
+        {
+            buf.copy_from_slice(bytes);
+            self.offset += buf.len();
+            return Ok(());
+        }
         let mut filled = 0;
         while filled < buf.len() {
-            let block = self.ensure(archive)?;
-            let available = &block.data[self.offset..];
+            self.ensure(archive)?;
+            let available = self.available();
             let n = available.len().min(buf.len() - filled);
             buf[filled..filled + n].copy_from_slice(&available[..n]);
             filled += n;
@@ -241,11 +258,32 @@ impl MetaCursor {
         Ok(())
     }
 
+    /// Fill `out` with the next `len` bytes of the chain, reusing its allocation.
+    pub(crate) fn read_into(
+        &mut self,
+        archive: &Archive,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        out.clear();
+        if let Some(bytes) = self
+            .current
+            .as_ref()
+            .and_then(|block| block.data.get(self.offset..self.offset + len))
+        {
+            out.extend_from_slice(bytes);
+            self.offset += len;
+            return Ok(());
+        }
+        out.resize(len, 0);
+        self.read(archive, out)
+    }
+
     /// Skip `n` bytes of the chain.
     pub(crate) fn skip(&mut self, archive: &Archive, mut n: u64) -> Result<()> {
         while n > 0 {
-            let block = self.ensure(archive)?;
-            let available = (block.data.len() - self.offset) as u64;
+            self.ensure(archive)?;
+            let available = self.available().len() as u64;
             let step = available.min(n);
             self.offset += step as usize;
             n -= step;

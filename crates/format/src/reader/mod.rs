@@ -23,7 +23,7 @@ mod xattr;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::compress::{Codec, CompressorOptions};
 use crate::error::{Error, Result};
@@ -263,6 +263,8 @@ pub struct Archive {
     data_cache: Cache<(u64, u32), Block>,
     layout_cache: Cache<u64, FileLayout>,
     stats: Stats,
+    /// The root inode once decoded and checked: every path lookup starts there.
+    root: OnceLock<Inode>,
 }
 
 /// Streaming iterator over a directory's entries, in on-disk (sorted) order.
@@ -339,6 +341,7 @@ impl Archive {
             data_cache: Cache::new(options.data_cache_bytes, block_size + 64),
             layout_cache: Cache::new(meta_budget / 4, 4096),
             stats: Stats::default(),
+            root: OnceLock::new(),
             superblock,
         };
         if archive.superblock.has_flag(flags::COMPRESSOR_OPTIONS) {
@@ -386,6 +389,9 @@ impl Archive {
 
     /// The root directory inode.
     pub fn root(&self) -> Result<Inode> {
+        if let Some(root) = self.root.get() {
+            return Ok(root.clone());
+        }
         let root = self.inode(InodeRef(self.superblock.root_inode_ref))?;
         if !root.is_dir() {
             return Err(Error::corrupt(
@@ -393,7 +399,9 @@ impl Archive {
                 self.tables.inode.start,
             ));
         }
-        Ok(root)
+        // The image is immutable, so a decoded root stays valid; a failed decode is not
+        // cached and fails again next time.
+        Ok(self.root.get_or_init(|| root).clone())
     }
 
     /// Decode the inode at `r`.

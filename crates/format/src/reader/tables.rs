@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::layout::{Superblock, METADATA_BLOCK_SIZE, NO_TABLE};
 
-use super::metadata::{MetaCursor, Region};
+use super::metadata::Region;
 use super::Archive;
 
 /// The most bytes one metadata block may take on disk (header + payload).
@@ -130,8 +130,28 @@ impl LookupTable {
             start,
             end,
         };
-        let mut cursor = MetaCursor::new(region, start, offset)?;
-        cursor.read(archive, out)
+        let data = archive.metadata_block(start, &region)?;
+        // Writers fill every block but the last with exactly 8 KiB of entries and the last
+        // with the rest (the kernel finds entry i at block i * size / 8192 on that basis), so
+        // any other length means the count and the table disagree.
+        let total = self.count * self.entry_size as u64;
+        let expected = (total - block as u64 * METADATA_BLOCK_SIZE as u64)
+            .min(METADATA_BLOCK_SIZE as u64) as usize;
+        if data.data.len() != expected {
+            return Err(Error::corrupt(
+                format!(
+                    "{} block {block} holds {} bytes, but {} entries of {} bytes need {expected} \
+                     there",
+                    self.name,
+                    data.data.len(),
+                    self.count,
+                    self.entry_size
+                ),
+                start,
+            ));
+        }
+        out.copy_from_slice(&data.data[offset..offset + self.entry_size]);
+        Ok(())
     }
 }
 
