@@ -15,6 +15,8 @@
 //! - [`sys`]: xattrs, mknod/mkfifo, lchown, no-follow mtimes, and
 //!   [`sys::limit_address_space`] (run a child under `RLIMIT_AS` so a runaway allocation aborts).
 //! - [`hash`]: [`ContentHasher`], a content hash where holes and written zeros hash the same.
+//! - `image` (feature `image`): `manifest_of_image`, the [`Manifest`] of an image read through
+//!   squashbox's own reader.
 //!
 //! ```no_run
 //! use squashbox_testkit::*;
@@ -32,6 +34,8 @@
 //! ```
 
 pub mod hash;
+#[cfg(feature = "image")]
+pub mod image;
 pub mod manifest;
 pub mod mounts;
 pub mod process;
@@ -49,7 +53,7 @@ pub use process::{
 pub use skip::{
     in_ci, is_root, require_fuse, require_loop, require_root, require_tool, skip_or_fail, tool_path,
 };
-pub use tree::{EdgeTree, EdgeTreeOptions};
+pub use tree::{content_bytes, EdgeTree, EdgeTreeOptions};
 
 /// Re-export so tests need not depend on `tempfile` themselves.
 pub use tempfile;

@@ -100,6 +100,10 @@ pub struct Entry {
 pub struct Manifest {
     /// Path (relative, raw bytes) → record.
     pub entries: BTreeMap<Vec<u8>, Entry>,
+    /// Path → link count (`st_nlink`, or the count an image stores), where the manifest's
+    /// source knows it. Kept apart from [`Entry`] because it is compared only on request
+    /// ([`DiffOptions::check_nlink`]): what a reader reports for it varies more than the rest.
+    pub nlinks: BTreeMap<Vec<u8>, u64>,
 }
 
 impl Manifest {
@@ -111,6 +115,11 @@ impl Manifest {
     /// Record `entry` at relative path `path` (`b""` for the root).
     pub fn insert(&mut self, path: impl Into<Vec<u8>>, entry: Entry) {
         self.entries.insert(path.into(), entry);
+    }
+
+    /// Record the link count of `path`.
+    pub fn set_nlink(&mut self, path: impl Into<Vec<u8>>, nlink: u64) {
+        self.nlinks.insert(path.into(), nlink);
     }
 
     /// The record at `path`, if any.
@@ -153,6 +162,7 @@ impl Manifest {
                     pending.push((child_rel, child.path()));
                 }
             }
+            manifest.set_nlink(rel.clone(), meta.nlink());
             manifest.insert(rel, entry);
         }
         Ok(manifest)
@@ -251,6 +261,13 @@ pub struct DiffOptions {
     pub ignore_hard_links: bool,
     /// Skip these relative paths and everything below them.
     pub ignore_paths: Vec<Vec<u8>>,
+    /// Also compare link counts ([`Manifest::nlinks`]; a side without one counts as unknown,
+    /// which differs from any number). Off by default: hard links are compared as groups, and
+    /// a directory's count depends on the file system.
+    pub check_nlink: bool,
+    /// Also compare the permission bits of symlinks (Linux always shows 0777, so this checks
+    /// what an image stores as seen through a reader that reports it).
+    pub check_symlink_mode: bool,
 }
 
 impl DiffOptions {
@@ -399,7 +416,25 @@ pub fn diff(a: &Manifest, b: &Manifest, opts: &DiffOptions) -> Vec<Difference> {
                 path: path.clone(),
                 kind: ea.kind.type_name(),
             }),
-            Some(eb) => compare_entry(path, ea, eb, opts, &mut out),
+            Some(eb) => {
+                compare_entry(path, ea, eb, opts, &mut out);
+                if opts.check_nlink && !(path.is_empty() && opts.ignore_root_metadata) {
+                    let show = |m: &Manifest| {
+                        m.nlinks
+                            .get(path)
+                            .map_or_else(|| "unknown".to_string(), u64::to_string)
+                    };
+                    let (na, nb) = (show(a), show(b));
+                    if na != nb {
+                        out.push(Difference::Field {
+                            path: path.clone(),
+                            field: "nlink",
+                            a: na,
+                            b: nb,
+                        });
+                    }
+                }
+            }
         }
     }
     for (path, eb) in &b.entries {
@@ -489,7 +524,7 @@ fn compare_entry(path: &[u8], a: &Entry, b: &Entry, opts: &DiffOptions, out: &mu
     }
     let skip_root_meta = is_root && opts.ignore_root_metadata;
     let is_symlink = matches!(a.kind, EntryKind::Symlink { .. });
-    if !skip_root_meta && !is_symlink {
+    if !skip_root_meta && (!is_symlink || opts.check_symlink_mode) {
         field("mode", format!("{:04o}", a.mode), format!("{:04o}", b.mode));
     }
     if !skip_root_meta && !opts.ignore_owners {

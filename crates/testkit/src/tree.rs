@@ -4,13 +4,13 @@
 //! | dir        | what                                                                       |
 //! |------------|----------------------------------------------------------------------------|
 //! | `types/`   | regular, empty, dir, symlinks (short, 4000-byte, dangling, absolute), char and block devices incl. (4095, 1048575) and 0:0, fifo, socket |
-//! | `links/`   | hard links: 3 names across directories, a pair, a pair of empty files      |
-//! | `sparse/`  | all-hole file, data islands, leading hole, optional >4 GiB file            |
+//! | `links/`   | hard links: 3 names across directories, a pair, a pair of empty files, a fifo pair, optionally a symlink pair |
+//! | `sparse/`  | all-hole files (block multiple and not), data islands, leading hole, optional >4 GiB file |
 //! | `sizes/`   | 0, 1, bs-1, bs, bs+1, 3bs+7 for each block size; several-MiB files, compressible and not |
-//! | `dups/`    | identical files (multi-block and fragment-sized), same-prefix and same-size different files |
+//! | `dups/`    | identical files (multi-block and fragment-sized), identical block-aligned files that are also another file's first blocks, same-prefix and same-size different files |
 //! | `xattrs/`  | user/trusted/security, empty, 3000-byte, repeated values, many names, on dirs and symlinks |
 //! | `owners/`  | uid/gid 0, 65534, 65535, 65536, 2^32-2                                      |
-//! | `modes/`   | setuid, setgid, sticky, 07777, 0000                                        |
+//! | `modes/`   | setuid, setgid, sticky, 07777, 0000, a read-only directory with content    |
 //! | `mtimes/`  | mtime 0 and 2^32-1 on files, dirs and symlinks                             |
 //! | `names/`   | 255-byte names (ASCII and multi-byte UTF-8), non-UTF-8, newline, leading dash, dots |
 //! | `big/`     | a directory of 10,001 entries (optional)                                    |
@@ -66,6 +66,14 @@ pub struct EdgeTreeOptions {
     pub depth: usize,
     /// Block sizes whose boundaries `sizes/` covers.
     pub block_sizes: Vec<u64>,
+    /// A hard-linked symlink (`links/symlink_one`, `links/b/symlink_two`). Off in [`cheap`]
+    /// and [`full`]: mksquashfs 4.5 stores each name of a hard-linked symlink as an inode of
+    /// its own, so an image it made cannot give the link back (a tool limit, not a reader
+    /// bug). For testing a builder that keeps it.
+    ///
+    /// [`cheap`]: EdgeTreeOptions::cheap
+    /// [`full`]: EdgeTreeOptions::full
+    pub symlink_hard_link: bool,
 }
 
 impl Default for EdgeTreeOptions {
@@ -104,6 +112,7 @@ impl EdgeTreeOptions {
             big_dir_entries: 10_001,
             depth: 60,
             block_sizes: vec![4096, 128 << 10, 1 << 20],
+            symlink_hard_link: false,
         }
     }
 
@@ -130,6 +139,14 @@ pub struct EdgeTree {
     pub root: PathBuf,
     /// The options it was created with.
     pub options: EdgeTreeOptions,
+}
+
+/// `len` deterministic bytes for `seed`, as the tree's files hold: incompressible (splitmix64
+/// output) or, when `compressible`, a repetitive text. For tests that add files of their own.
+pub fn content_bytes(seed: u64, len: usize, compressible: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    content(seed, len as u64, compressible, &mut out).expect("writing to a Vec cannot fail");
+    out
 }
 
 /// Deterministic bytes: splitmix64 output, or a repetitive text when `compressible`.
@@ -223,7 +240,7 @@ impl EdgeTree {
             mtimes: HashMap::new(),
         };
         types(&mut b, options)?;
-        links(&mut b)?;
+        links(&mut b, options)?;
         sparse(&mut b, options)?;
         sizes(&mut b, options)?;
         dups(&mut b)?;
@@ -298,7 +315,7 @@ fn types(b: &mut Builder, o: &EdgeTreeOptions) -> io::Result<()> {
     Ok(())
 }
 
-fn links(b: &mut Builder) -> io::Result<()> {
+fn links(b: &mut Builder, o: &EdgeTreeOptions) -> io::Result<()> {
     b.dir("links/a")?;
     b.dir("links/b/deeper")?;
     // Multi-block (at 128K) plus a tail fragment.
@@ -312,12 +329,20 @@ fn links(b: &mut Builder) -> io::Result<()> {
     let fifo = b.p("links/fifo_one");
     sys::mknod(&fifo, libc::S_IFIFO | 0o600, 0)?;
     fs::hard_link(&fifo, b.p("links/b/fifo_two"))?;
+    if o.symlink_hard_link {
+        // One symlink inode under two names (link() does not follow a symlink).
+        let sym = b.p("links/symlink_one");
+        symlink("pair_one", &sym)?;
+        fs::hard_link(&sym, b.p("links/b/symlink_two"))?;
+    }
     Ok(())
 }
 
 fn sparse(b: &mut Builder, o: &EdgeTreeOptions) -> io::Result<()> {
     b.dir("sparse")?;
     File::create(b.p("sparse/all_hole"))?.set_len(3 << 20)?;
+    // All zeros with a short tail at every block size: a zero fragment, not only zero blocks.
+    File::create(b.p("sparse/all_hole_odd"))?.set_len((3 << 20) + 9)?;
     let islands = File::create(b.p("sparse/islands"))?;
     islands.set_len(8 << 20)?;
     islands.write_all_at(b"start", 0)?;
@@ -373,6 +398,12 @@ fn dups(b: &mut Builder) -> io::Result<()> {
     for name in ["dups/small_1", "dups/small_2", "dups/sub/small_3"] {
         b.file(name, 201, 1000, true)?;
     }
+    // Identical files of whole blocks, no tail, at 4 KiB and 128 KiB (256 KiB), whose blocks
+    // are also the first blocks of big_*: block runs shared by files of different lengths.
+    let mut big = Vec::new();
+    content(200, 300_000, false, &mut big)?;
+    b.bytes("dups/aligned_1", &big[..256 << 10])?;
+    b.bytes("dups/sub/aligned_2", &big[..256 << 10])?;
     // Same first blocks, different last byte: dedup must compare whole files.
     let mut data = Vec::new();
     content(202, 400_000, false, &mut data)?;
@@ -460,6 +491,11 @@ fn modes(b: &mut Builder, o: &EdgeTreeOptions) -> io::Result<()> {
         // Root reads anything; as a user an unreadable file could not be compared.
         let p = b.file("modes/no_access", 501, 10, true)?;
         sys::chmod(&p, 0)?;
+        // A read-only directory with content: an extractor must fill it before locking it.
+        // Root only, like the above: a user could not delete its content afterwards.
+        let ro = b.dir("modes/read_only_dir")?;
+        b.file("modes/read_only_dir/inside", 503, 10, true)?;
+        sys::chmod(&ro, 0o555)?;
     }
     let sticky = b.dir("modes/sticky_dir")?;
     b.file("modes/sticky_dir/inside", 502, 10, true)?;
