@@ -1,8 +1,6 @@
 //! Builder behaviour: determinism, `--gitignore` against real git, excludes, unreadable files,
 //! and never leaving a partial image behind.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
@@ -11,9 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{make_tree, TreeOptions};
 use squashbox_build::{build_image, BuildError, BuildOptions};
 use squashbox_format::{Archive, FileType};
+use squashbox_testkit::{
+    content_bytes, require_root, require_tool, run_with_timeout, skip_or_fail, EdgeTree,
+    EdgeTreeOptions, MountGuard, DEFAULT_TIMEOUT,
+};
 
 /// Every path in an image (relative, `/`-separated) with its type.
 fn image_paths(image: &Path) -> BTreeSet<(Vec<u8>, bool)> {
@@ -55,24 +56,23 @@ fn write(path: &Path, data: &[u8]) {
 
 #[test]
 fn one_thread_and_many_threads_give_identical_images() {
-    if !common::require_root() {
+    if !require_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(
-        &src,
-        &TreeOptions {
-            block_size: 4096,
-            big_dir_entries: 3000,
-            huge_sparse: false,
-        },
-    );
+    let tree = EdgeTreeOptions {
+        big_dir: true,
+        big_dir_entries: 3000,
+        symlink_hard_link: true,
+        ..EdgeTreeOptions::cheap()
+    };
+    EdgeTree::create(&src, &tree).unwrap();
     // Many small files and tails so fragments fill and close concurrently with data blocks.
     for i in 0..500 {
         write(
             &src.join(format!("many/f{i:04}")),
-            &common::pattern(100 + i * 37, i as u64, i % 3 == 0),
+            &content_bytes(i as u64, 100 + i * 37, i % 3 == 0),
         );
     }
     let mut images = Vec::new();
@@ -109,7 +109,7 @@ fn git(repo: &Path, home: &Path, args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn gitignore_matches_git_ls_files() {
-    if !common::require_tool("git") {
+    if !require_tool("git") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -330,7 +330,7 @@ fn build_as_nobody(
 
 #[test]
 fn unreadable_paths_are_all_listed_or_skipped() {
-    if !common::require_root() {
+    if !require_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -383,18 +383,18 @@ fn unreadable_paths_are_all_listed_or_skipped() {
     assert!(!image_paths(&image).contains(&(b"closed".to_vec(), true)));
 }
 
-/// Unmounts on drop.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
+/// Run `mount ARGS.. DIR` and guard the new mount on `dir` (unmounted on drop).
+fn mount(args: &[&OsStr], dir: &Path) -> MountGuard {
+    let mut cmd = Command::new("mount");
+    cmd.args(args).arg(dir);
+    let out = run_with_timeout(&mut cmd, DEFAULT_TIMEOUT).unwrap();
+    assert!(out.success(), "mount {args:?}: {}", out.describe());
+    MountGuard::kernel(dir)
 }
 
 #[test]
 fn read_only_destination_fails_cleanly() {
-    if !common::require_root() || !common::require_tool("mount") {
+    if !require_root() || !require_tool("mount") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -402,18 +402,16 @@ fn read_only_destination_fails_cleanly() {
     write(&src.join("f"), b"data");
     let ro = tmp.path().join("ro");
     fs::create_dir(&ro).unwrap();
-    common::run(
-        "mount",
+    let _guard = mount(
         &[
             OsStr::new("-t"),
             OsStr::new("tmpfs"),
             OsStr::new("-o"),
             OsStr::new("ro,size=1m"),
             OsStr::new("tmpfs"),
-            ro.as_os_str(),
         ],
+        &ro,
     );
-    let _guard = Unmount(ro.clone());
     let err = build_image(&src, &ro.join("img.sqfs"), &BuildOptions::default()).unwrap_err();
     assert!(matches!(err, BuildError::Output { .. }), "{err}");
     assert_only(&ro, &[]);
@@ -421,7 +419,7 @@ fn read_only_destination_fails_cleanly() {
 
 #[test]
 fn file_shrinking_mid_build_fails_and_keeps_old_image() {
-    if !common::require_root() || !common::require_tool("mount") {
+    if !require_root() || !require_tool("mount") {
         return;
     }
     // A sysfs attribute claims 4096 bytes but reads far fewer: bind-mounted into the source it
@@ -436,23 +434,18 @@ fn file_shrinking_mid_build_fails_and_keeps_old_image() {
     .find(|p| {
         fs::metadata(p).is_ok_and(|m| m.len() == 4096) && fs::read(p).is_ok_and(|d| d.len() < 4096)
     }) else {
-        common::skip("a sysfs file whose read is shorter than its size");
+        skip_or_fail("a sysfs file whose read is shorter than its size");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    write(&src.join("a_first"), &common::pattern(300_000, 1, false));
+    write(&src.join("a_first"), &content_bytes(1, 300_000, false));
     write(&src.join("shrinks"), b"");
     write(&src.join("z_last"), b"after");
-    common::run(
-        "mount",
-        &[
-            OsStr::new("--bind"),
-            shrinking.as_os_str(),
-            src.join("shrinks").as_os_str(),
-        ],
+    let _guard = mount(
+        &[OsStr::new("--bind"), shrinking.as_os_str()],
+        &src.join("shrinks"),
     );
-    let _guard = Unmount(src.join("shrinks"));
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     let image = out.join("img.sqfs");
