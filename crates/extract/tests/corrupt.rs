@@ -7,9 +7,10 @@ use std::fs;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::*;
+use common::list_names;
 use squashbox_extract::{extract, ExtractOptions};
 use squashbox_format::Archive;
+use squashbox_testkit::{mksquashfs, require_tool, EdgeTree, EdgeTreeOptions};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -25,13 +26,16 @@ impl Rng {
 
 #[test]
 fn corrupted_images_fail_cleanly_inside_the_destination() {
-    if !require(have_tool("mksquashfs"), "mksquashfs") {
+    if !require_tool("mksquashfs") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    fs::create_dir(&src).unwrap();
-    build_edge_tree(&src, 4096);
+    let tree = EdgeTreeOptions {
+        block_sizes: vec![4096],
+        ..EdgeTreeOptions::cheap()
+    };
+    EdgeTree::create(&src, &tree).unwrap();
     let image = tmp.path().join("image.sqfs");
     // Uncompressed structures so flipped bytes reach the parsers instead of a codec check.
     mksquashfs(

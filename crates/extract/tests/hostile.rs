@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use squashbox_extract::{extract, ExtractError, ExtractOptions};
 use squashbox_format::Archive;
+use squashbox_testkit::{mksquashfs, require_tool};
 
 /// Deterministic, uncompressed image so names can be patched in place.
 fn raw_image(src: &Path, image: &Path) {
@@ -32,7 +33,7 @@ fn raw_image(src: &Path, image: &Path) {
 }
 
 fn tools_ok() -> bool {
-    require(have_tool("mksquashfs"), "mksquashfs")
+    require_tool("mksquashfs")
 }
 
 /// Layout: tmp/src (tree), tmp/image, tmp/box/ (contains only what extraction makes),
@@ -196,18 +197,6 @@ fn unsorted_listing_is_refused() {
     );
     assert_refused(&err, "a_entry");
     assert_box_empty(&s);
-}
-
-/// Byte position of the unique occurrence of `needle`.
-fn find_unique(data: &[u8], needle: &[u8]) -> usize {
-    let hits: Vec<usize> = data
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 1, "{}", String::from_utf8_lossy(needle));
-    hits[0]
 }
 
 #[test]

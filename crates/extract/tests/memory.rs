@@ -1,14 +1,12 @@
 //! Memory stays bounded: a file much larger than the reader's caches is streamed, never held
 //! whole. (Its own test binary, so the process high-water mark belongs to this test alone.)
 
-mod common;
-
 use std::fs;
 use std::io::Write;
 
-use common::*;
 use squashbox_extract::{extract, ExtractOptions};
 use squashbox_format::Archive;
+use squashbox_testkit::{mksquashfs, require_tool};
 
 fn peak_rss_kib() -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap();
@@ -18,7 +16,7 @@ fn peak_rss_kib() -> u64 {
 
 #[test]
 fn large_file_is_streamed_with_bounded_memory() {
-    if !require(have_tool("mksquashfs"), "mksquashfs") {
+    if !require_tool("mksquashfs") {
         return;
     }
     const MIB: usize = 1 << 20;
