@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::create::hash_file;
 use crate::error::{BackupError, Result};
 use crate::meta::BackupMeta;
 use crate::store::Store;
@@ -49,14 +48,13 @@ pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Resu
         .suffix(".part")
         .tempfile_in(&dir)
         .map_err(|e| fail(format!("cannot create a file in {}: {e}", dir.display())))?;
-    store
+    let sha = store
         .download_file(&key, size, temp.as_file())
         .map_err(|e| fail(format!("downloading {key} failed: {e}")))?;
     temp.as_file()
         .sync_all()
         .map_err(|e| fail(format!("syncing the download: {e}")))?;
-    let (got_size, sha) =
-        hash_file(temp.path()).map_err(|e| fail(format!("hashing the download: {e}")))?;
+    let got_size = size;
     if got_size != meta.size_bytes || sha != meta.sha256 {
         return Err(fail(format!(
             "downloaded data.sqsh does not match meta.json (size {got_size} vs {}, sha256 {sha} \

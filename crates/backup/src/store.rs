@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -433,20 +433,24 @@ impl Store {
         })
     }
 
-    /// Download `key` (of `size` bytes) into `dest` with parallel ranged GETs.
+    /// Download `key` (of `size` bytes) into `dest` with parallel ranged GETs and return the
+    /// SHA-256 (hex) of what was written. Parts are hashed in order as they arrive, so the
+    /// hash costs no second pass over the file; at most `PARALLELISM` parts are in memory.
     pub(crate) fn download_file(
         &self,
         key: &ObjectPath,
         size: u64,
         dest: &File,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<String> {
+        use sha2::Digest;
         dest.set_len(size)?;
         let ranges: Vec<std::ops::Range<u64>> = (0..size)
             .step_by(PART_SIZE)
             .map(|start| start..(start + PART_SIZE as u64).min(size))
             .collect();
         block_on(async {
-            futures::stream::iter(ranges)
+            let mut hasher = sha2::Sha256::new();
+            let mut parts = futures::stream::iter(ranges)
                 .map(|range| async move {
                     let bytes = self
                         .inner
@@ -459,12 +463,15 @@ impl Store {
                             bytes.len()
                         )));
                     }
-                    dest.write_all_at(&bytes, range.start)
+                    dest.write_all_at(&bytes, range.start)?;
+                    Ok(bytes)
                 })
-                .buffer_unordered(PARALLELISM)
-                .try_collect::<Vec<()>>()
-                .await
-                .map(|_| ())
+                // In order (still PARALLELISM requests in flight), for the running hash.
+                .buffered(PARALLELISM);
+            while let Some(part) = parts.next().await {
+                hasher.update(&part?);
+            }
+            Ok(crate::lock::hex(&hasher.finalize()))
         })
     }
 }
