@@ -6,9 +6,8 @@
 //! wrong answer, a panic or a hang. In particular a lookup must never report "not found" for
 //! a name the listing holds because the index sent it to the wrong place.
 
-use std::process::Command;
-
 use squashbox_format::{Archive, Error, InodeKind};
+use squashbox_testkit::{mksquashfs, require_tool};
 
 /// Entries in the large directory: fixed-width names (so index names can be swapped in
 /// place), enough for several 8 KiB stretches and directory index entries.
@@ -18,27 +17,12 @@ fn name(i: usize) -> String {
     format!("entry{i:05}")
 }
 
-/// True if mksquashfs is installed; without it the caller skips, except under `CI=true`
-/// (scripts/test.sh installs squashfs-tools).
-fn require_mksquashfs() -> bool {
-    let ok = Command::new("mksquashfs")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "mksquashfs is not installed, and CI=true forbids skipping"
-        );
-        eprintln!("skipping: mksquashfs is not installed");
-    }
-    ok
-}
-
 /// An uncompressed image of `/big` (ENTRIES empty files) and `/small` (one file with its own
 /// uid and gid, so the id table has several entries).
 fn build() -> Option<Vec<u8>> {
-    if !require_mksquashfs() {
+    // Without mksquashfs the caller skips, except under `CI=true` (scripts/test.sh installs
+    // squashfs-tools).
+    if !require_tool("mksquashfs") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -51,18 +35,19 @@ fn build() -> Option<Vec<u8>> {
         std::fs::write(big.join(name(i)), b"").unwrap();
     }
     let img = dir.path().join("image.sqfs");
-    let out = Command::new("mksquashfs")
-        .arg(&src)
-        .arg(&img)
-        .args(["-noappend", "-no-progress", "-quiet"])
-        .args(["-noI", "-noD", "-noF", "-noX", "-no-xattrs"])
-        .args(["-p", "small/owned m 644 4242 4343"])
-        .output()
-        .expect("run mksquashfs");
-    assert!(
-        out.status.success(),
-        "mksquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    mksquashfs(
+        &src,
+        &img,
+        &[
+            "-quiet",
+            "-noI",
+            "-noD",
+            "-noF",
+            "-noX",
+            "-no-xattrs",
+            "-p",
+            "small/owned m 644 4242 4343",
+        ],
     );
     Some(std::fs::read(&img).unwrap())
 }
