@@ -87,15 +87,26 @@ impl Overlay {
         let st = layer.stat(obj)?;
         let linked = st.kind != Kind::Dir && st.nlink > 1;
         let parent_times = rustix::fs::statat(pdir, ".", AtFlags::empty())?;
-        if linked && self.upper.index_get(state.ino).is_none() {
-            let tmp = self.build_copy(layer, obj, &st, state.ino)?;
-            if let Err(e) = self.upper.index_add(&tmp, state.ino) {
-                let _ = self.upper.remove_tree(self.upper.work(), &tmp);
-                return Err(e);
-            }
-        }
         if linked {
-            self.upper.index_link(state.ino, pdir, name)?;
+            // Two rounds at most: an index entry found missing when linking (the work
+            // directory was tampered with) is forgotten and built again once.
+            for round in 0..2 {
+                if self.upper.index_get(state.ino).is_none() {
+                    let tmp = self.build_copy(layer, obj, &st, state.ino)?;
+                    if let Err(e) = self.upper.index_add(&tmp, state.ino) {
+                        let _ = self.upper.remove_tree(self.upper.work(), &tmp);
+                        return Err(e);
+                    }
+                }
+                match self.upper.index_link(state.ino, pdir, name) {
+                    Ok(()) => break,
+                    Err(e)
+                        if round == 0
+                            && e.raw_os_error() == Some(libc::ENOENT)
+                            && self.upper.index_get(state.ino).is_none() => {}
+                    Err(e) => return Err(e),
+                }
+            }
         } else {
             let tmp = self.build_copy(layer, obj, &st, state.ino)?;
             if let Err(e) = rustix::fs::renameat_with(

@@ -340,13 +340,21 @@ impl Upper {
                 }
             }
             Err(rustix::io::Errno::NOENT) => {
-                // The entry vanished behind our back (someone cleaned the work directory):
-                // forget it, so the lower object shows again instead of failing forever.
-                log::warn!(
-                    "overlay index entry {} is missing",
-                    String::from_utf8_lossy(&entry)
+                // ENOENT also means `dir` itself was removed; only a missing entry is ours.
+                let gone = matches!(
+                    rustix::fs::statat(&self.index, os(&entry), AtFlags::SYMLINK_NOFOLLOW),
+                    Err(rustix::io::Errno::NOENT)
                 );
-                self.indexed.lock().remove(&ino);
+                if gone {
+                    // The entry vanished behind our back (someone cleaned the work
+                    // directory): forget it, so the object is copied up again or the lower
+                    // object shows again, instead of failing forever.
+                    log::warn!(
+                        "overlay index entry {} is missing",
+                        String::from_utf8_lossy(&entry)
+                    );
+                    self.indexed.lock().remove(&ino);
+                }
                 Err(io::Error::from_raw_os_error(libc::ENOENT))
             }
             Err(e) => Err(e.into()),
