@@ -138,13 +138,9 @@ pub fn run(args: Args) -> CliResult {
         warn(format!("skipped unreadable {}: {reason}", path.display()));
     }
     if !args.quiet {
-        let ratio = if summary.input_bytes > 0 {
-            summary.image_bytes as f64 / summary.input_bytes as f64 * 100.0
-        } else {
-            0.0
-        };
+        let ratio = size_ratio(summary.image_bytes, summary.input_bytes);
         println!(
-            "{}: {} files, {} input bytes -> {} image bytes ({ratio:.1}%), {} duplicates, {} inodes, {:.2}s",
+            "{}: {} files, {} input bytes -> {} image bytes ({ratio}), {} duplicates, {} inodes, {:.2}s",
             args.image.display(),
             summary.files,
             summary.input_bytes,
@@ -157,9 +153,33 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
+/// The image size relative to the file data, worded for tiny inputs too (where the image is
+/// mostly metadata and padding and a percentage would be meaningless).
+fn size_ratio(image: u64, input: u64) -> String {
+    if input == 0 {
+        return "no file data".into();
+    }
+    let ratio = image as f64 / input as f64;
+    if ratio <= 1.0 {
+        format!("{:.1}% of the input", ratio * 100.0)
+    } else {
+        "larger than the input: mostly metadata".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_block_size;
+    use super::{parse_block_size, size_ratio};
+
+    #[test]
+    fn size_ratio_is_worded_for_every_input() {
+        assert_eq!(size_ratio(50, 100), "50.0% of the input");
+        assert_eq!(
+            size_ratio(643_072, 2),
+            "larger than the input: mostly metadata"
+        );
+        assert_eq!(size_ratio(4096, 0), "no file data");
+    }
 
     #[test]
     fn block_sizes_parse() {
