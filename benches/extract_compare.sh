@@ -14,7 +14,10 @@
 #               workspace target dir:
 #                 CARGO_TARGET_DIR=/var/tmp/squashbox-bench-cache/target cargo install \
 #                   --locked backhand-cli --version 0.25.5 --root /var/tmp/squashbox-bench-cache/backhand
-#               Missing backhand is reported and its column left out.
+#               Missing backhand is reported and its column left out; BACKHAND=none leaves it
+#               out on purpose.
+#   BASELINE    a second squashbox binary (e.g. a copy built from the previous commit) timed
+#               as tool "baseline" in the same interleaved runs, for before/after comparisons
 #   SOURCES     directories packed side by side at the image root (default
 #               "/usr/share /usr/include /usr/bin /usr/lib/x86_64-linux-gnu": a real Debian tree
 #               of tens of thousands of files, well over 1 GiB, mixing small text files with large
@@ -46,12 +49,18 @@ threads="${THREADS:-2}"
 command -v mksquashfs >/dev/null || { echo "mksquashfs is not installed" >&2; exit 1; }
 command -v unsquashfs >/dev/null || { echo "unsquashfs is not installed" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time (GNU time) is not installed" >&2; exit 1; }
+baseline="${BASELINE:-}"
+[[ -z "$baseline" || -x "$baseline" ]] || { echo "BASELINE=$baseline is not executable" >&2; exit 1; }
 backhand="${BACKHAND:-$(command -v unsquashfs-backhand || true)}"
 if [[ -z "$backhand" && -x /var/tmp/squashbox-bench-cache/backhand/bin/unsquashfs-backhand ]]; then
     backhand=/var/tmp/squashbox-bench-cache/backhand/bin/unsquashfs-backhand
 fi
-tools=(squashbox unsquashfs)
-if [[ -n "$backhand" ]]; then
+tools=(squashbox)
+[[ -n "$baseline" ]] && tools+=(baseline)
+tools+=(unsquashfs)
+if [[ "$backhand" == none ]]; then
+    :
+elif [[ -n "$backhand" ]]; then
     tools+=(backhand)
 else
     echo "# unsquashfs-backhand not found: leaving it out (see the header for how to install)" >&2
@@ -68,10 +77,14 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 # A fingerprint of an extracted tree: entries, apparent bytes, and a hash over every regular
 # file's path and content (paths sorted), so outputs of different tools can be compared.
+# Bytes are du's apparent size (each hard-linked inode once, so a tool writing links as copies
+# shows) minus the directories' own sizes: ext4 directory sizes depend on the order entries
+# were created in, which differs between tools and between parallel runs.
 fingerprint() {
-    local dir="$1" entries bytes hash
+    local dir="$1" entries bytes dir_bytes hash
     entries=$(find "$dir" -mindepth 1 | wc -l)
-    bytes=$(du -sb --apparent-size "$dir" | cut -f1)
+    dir_bytes=$(find "$dir" -type d -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+    bytes=$(( $(du -sb --apparent-size "$dir" | cut -f1) - dir_bytes ))
     hash=$(cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -n 256 md5sum | md5sum | cut -c1-16)
     echo "entries=$entries bytes=$bytes content=$hash"
 }
@@ -80,6 +93,7 @@ run_tool() { # TOOL IMAGE COMP: one timed extraction; appends "wall cpu rss_kb" 
     local tool="$1" img="$2" comp="$3" cmd
     case "$tool" in
         squashbox) cmd=("$bin" extract --threads "$threads" "$img" "$out") ;;
+        baseline) cmd=("$baseline" extract --threads "$threads" "$img" "$out") ;;
         unsquashfs) cmd=(unsquashfs -no-progress -p "$threads" -d "$out" "$img") ;;
         backhand) cmd=("$backhand" --quiet -d "$out" "$img") ;;
     esac
@@ -106,6 +120,7 @@ for comp in $comps; do
     fi
 done
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A fp
 for comp in $comps; do
     img="$bench_dir/tree-$comp.sqfs"
@@ -132,7 +147,8 @@ done
 echo
 echo "Sources: $sources; ${fp[$(echo "$comps" | awk '{print $1}').squashbox]}"
 echo "$repeats warm runs per tool and image, medians; squashbox --threads $threads," \
-     "unsquashfs -p $threads; $(nproc) CPUs; kernel $(uname -r)"
+     "unsquashfs -p $threads; $(nproc) CPUs; kernel $(uname -r);" \
+     "load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| image | tool | wall s | CPU s | peak RSS MiB | wall / unsquashfs | RSS / unsquashfs |"
 echo "|---|---|---|---|---|---|---|"
