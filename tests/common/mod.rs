@@ -1,5 +1,5 @@
 //! Shared helpers of the cross-crate tests: the source trees (created once per test binary),
-//! an image → [`Manifest`] conversion through the library API, and running the CLI.
+//! the testkit's image → [`Manifest`] conversion through the library API, and running the CLI.
 
 #![allow(dead_code)]
 
@@ -8,11 +8,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use squashbox_format::{Archive, FileType, Inode};
-use squashbox_testkit::{
-    run_with_timeout, ContentHasher, EdgeTree, EdgeTreeOptions, Entry, EntryKind, Manifest,
-    TimedOutput,
-};
+pub use squashbox_testkit::image::manifest_of_image;
+use squashbox_testkit::{run_with_timeout, EdgeTree, EdgeTreeOptions, Manifest, TimedOutput};
 
 /// A generated source tree and its manifest, shared by all tests of one binary.
 pub struct SourceTree {
@@ -53,87 +50,6 @@ pub fn base_tree() -> &'static SourceTree {
 pub fn full_tree() -> &'static SourceTree {
     static TREE: OnceLock<SourceTree> = OnceLock::new();
     TREE.get_or_init(|| make_tree(EdgeTreeOptions::full()))
-}
-
-/// Linux `new_decode_dev` of a SquashFS device number.
-pub fn decode_dev(rdev: u32) -> (u32, u32) {
-    (
-        (rdev & 0xfff00) >> 8,
-        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
-    )
-}
-
-/// Hash a regular file of `archive` through `read_at`.
-pub fn hash_image_file(
-    archive: &Archive,
-    inode: &Inode,
-) -> squashbox_format::Result<(u64, squashbox_testkit::ContentHash)> {
-    let size = inode.size();
-    let mut hasher = ContentHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    while offset < size {
-        let n = archive.read_at(inode, offset, &mut buf)?;
-        if n == 0 {
-            return Err(squashbox_format::Error::corrupt(
-                format!("file inode {} ends at {offset} of {size}", inode.number),
-                0,
-            ));
-        }
-        hasher.write(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok((size, hasher.finish()))
-}
-
-/// Build a manifest of the whole image through the library API (walk, read_at, read_link,
-/// xattrs); hard links are grouped by inode number.
-pub fn manifest_of_image(archive: &Archive) -> squashbox_format::Result<Manifest> {
-    let mut manifest = Manifest::new();
-    for item in archive.walk() {
-        let item = item?;
-        let inode = &item.inode;
-        let kind = match inode.file_type {
-            FileType::Directory => EntryKind::Dir,
-            FileType::Regular => {
-                let (size, hash) = hash_image_file(archive, inode)?;
-                EntryKind::File { size, hash }
-            }
-            FileType::Symlink => EntryKind::Symlink {
-                target: archive.read_link(inode)?,
-            },
-            FileType::CharDevice => {
-                let (major, minor) = decode_dev(inode.rdev());
-                EntryKind::CharDev { major, minor }
-            }
-            FileType::BlockDevice => {
-                let (major, minor) = decode_dev(inode.rdev());
-                EntryKind::BlockDev { major, minor }
-            }
-            FileType::Fifo => EntryKind::Fifo,
-            FileType::Socket => EntryKind::Socket,
-        };
-        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = archive
-            .xattrs(inode)?
-            .into_iter()
-            .map(|x| (x.name, x.value))
-            .collect();
-        xattrs.sort();
-        let is_dir = inode.is_dir();
-        manifest.insert(
-            item.path,
-            Entry {
-                kind,
-                mode: u32::from(inode.permissions),
-                uid: inode.uid,
-                gid: inode.gid,
-                mtime: i64::from(inode.mtime),
-                xattrs,
-                link_key: (!is_dir).then_some((0, u64::from(inode.number))),
-            },
-        );
-    }
-    Ok(manifest)
 }
 
 /// Run `squashbox extract IMG DEST` (bounded in time), returning what happened.
