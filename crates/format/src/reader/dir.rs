@@ -32,13 +32,33 @@ pub(crate) fn check_name(name: &[u8]) -> std::result::Result<(), &'static str> {
         Err("name longer than 256 bytes")
     } else if name == b"." || name == b".." {
         Err("name is . or ..")
-    } else if name.contains(&b'/') {
-        Err("name contains '/'")
-    } else if name.contains(&0) {
-        Err("name contains NUL")
+    } else if has_slash_or_nul(name) {
+        if name.contains(&b'/') {
+            Err("name contains '/'")
+        } else {
+            Err("name contains NUL")
+        }
     } else {
         Ok(())
     }
+}
+
+/// True if `name` contains `/` or NUL. This runs for every entry a directory scan passes, so
+/// it tests eight bytes at a time: a word has a zero byte iff `(x - 0x01..01) & !x & 0x80..80`
+/// is non-zero, and a `/` byte iff `x ^ 0x2f..2f` has a zero byte.
+fn has_slash_or_nul(name: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const SLASHES: u64 = 0x2f2f_2f2f_2f2f_2f2f;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        if has_zero(x) || has_zero(x ^ SLASHES) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'/' || b == 0)
 }
 
 /// The listing geometry of a directory inode.
@@ -584,5 +604,25 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_name(b"...").is_ok());
+    }
+
+    #[test]
+    fn slash_and_nul_are_found_at_every_position() {
+        for len in 1..=40 {
+            let clean: Vec<u8> = (0..len).map(|i| b'0' + (i % 75) as u8).collect();
+            assert!(check_name(&clean).is_ok() || clean == b"." || clean == b"..");
+            assert!(!super::has_slash_or_nul(&clean), "{clean:?}");
+            for at in 0..len {
+                for bad in [b'/', 0] {
+                    let mut name = clean.clone();
+                    name[at] = bad;
+                    assert!(super::has_slash_or_nul(&name), "{name:?}");
+                }
+            }
+        }
+        // Bytes next to the special values must not trip the word test.
+        assert!(!super::has_slash_or_nul(&[
+            0x2e, 0x30, 0x01, 0xff, 0x80, 0x2e, 0x30, 0x01, 0xaf
+        ]));
     }
 }
