@@ -318,7 +318,8 @@ fn load_rules(file: &Path, base: &Path, follow: bool) -> std::io::Result<Option<
 }
 
 /// One ignore-file line as the matcher must see it to agree with git: star runs normalised
-/// (see [`normalize_stars`]) and, for one git quirk, split in two lines.
+/// (see [`normalize_stars`]), braces literal, patterns that can never match dropped and, for
+/// one git quirk, split in two or more lines.
 ///
 /// The quirk: git matches a pattern containing a slash by first comparing its literal prefix
 /// (up to the first `*?[\\`) and then running wildmatch on the rest, which then *starts* with
@@ -326,9 +327,21 @@ fn load_rules(file: &Path, base: &Path, follow: bool) -> std::io::Result<Option<
 /// match across slashes (`a**/*b` matches `a.b` and `ax/y/zb`). That is "`a` + `*b`" or
 /// "`a` + anything + `/` + `*b`", two plain patterns.
 fn git_lines(line: &str) -> Vec<String> {
+    if line.starts_with('#') {
+        return Vec::new();
+    }
+    let mut lines = git_patterns(line);
+    for line in &mut lines {
+        // git has no `{a,b}` alternation; the matcher below does.
+        *line = escape_braces(line);
+    }
+    lines
+}
+
+fn git_patterns(line: &str) -> Vec<String> {
     let trimmed = line.trim_end_matches(' ');
-    // Comments, and lines ending in an escaped space (part of the pattern), pass unchanged.
-    if trimmed.starts_with('#') || trimmed.ends_with('\\') {
+    // Lines ending in an escaped space (part of the pattern) pass unchanged.
+    if trimmed.ends_with('\\') {
         return vec![line.to_string()];
     }
     let (neg, body) = match trimmed.strip_prefix('!') {
@@ -380,6 +393,36 @@ fn expand_after_prefix(prefix: &str, rest: &str, out: &mut Vec<String>) {
         // No whole-component run here: plain reading of the joined pattern.
         out.push(normalize_stars(&format!("{prefix}{rest}")).into_owned());
     }
+}
+
+/// `{` and `}` made literal, outside escapes and bracket expressions.
+fn escape_braces(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => {
+                out.extend(&chars[i..(i + 2).min(chars.len())]);
+                i += 2;
+            }
+            '[' => {
+                let end = class_end(&chars, i).unwrap_or(chars.len());
+                out.extend(&chars[i..end]);
+                i = end;
+            }
+            c @ ('{' | '}') => {
+                out.push('\\');
+                out.push(c);
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// End (exclusive) of the bracket expression opening at `chars[start]` (`[`, optional `!`/`^`,
@@ -772,7 +815,8 @@ mod tests {
             ("d/**/x", &["d/**/x"]),
             ("d/***b", &["d/*b"]),
             ("/a**/**/**a/", &["/a*a/", "/a*/**/*a/", "/a*/**/**/*a/"]),
-            ("# a**/b", &["# a**/b"]),
+            ("# a**/b", &[]),
+            ("{a,b}/[{]}", &["\\{a,b\\}/[{]\\}"]),
             ("/**/[a", &[]),
             ("x[]a]/[!]]", &["/x[]a]/[!]]"]),
         ] {
