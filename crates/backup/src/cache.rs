@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::create::hash_file;
 use crate::error::{BackupError, Result};
 use crate::meta::BackupMeta;
 use crate::store::Store;
@@ -24,6 +25,9 @@ pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Resu
         let _ = std::fs::remove_file(&final_path);
     }
     let key = store.data_key(id);
+    if let Some(path) = store.local_file(&key) {
+        return verify_in_place(&path, meta, &dir);
+    }
     let stored = store
         .head_size(&key)
         .map_err(|e| fail(format!("cannot read {key} from {}: {e}", store.url())))?;
@@ -65,4 +69,66 @@ pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Resu
     temp.persist(&final_path)
         .map_err(|e| fail(format!("storing the archive in the cache: {e}")))?;
     Ok(final_path)
+}
+
+/// A local store's archive is already a file on this machine: use it in place instead of
+/// copying it into the cache (the copy, its fsync and a second hash pass were most of a cold
+/// restore). It gets the same checks as a download: size, then SHA-256 against meta. A
+/// verified file is remembered by `{cache}/archives/{id}.verified` (device, inode, size,
+/// mtime, ctime and the hash), so later restores skip the hash until the file changes.
+fn verify_in_place(path: &Path, meta: &BackupMeta, cache: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let id = meta.id.as_str();
+    let fail = |msg: String| BackupError::restore_failed(msg).with_id(id);
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(format!(
+                "data.sqsh is missing from the local store ({}) although meta.json exists: the \
+                 backup is damaged; delete it and create a new one",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(fail(format!("cannot read {}: {e}", path.display()))),
+    };
+    if m.len() != meta.size_bytes {
+        return Err(fail(format!(
+            "stored data.sqsh is {} bytes but meta.json says {}: the backup is damaged",
+            m.len(),
+            meta.size_bytes
+        )));
+    }
+    let stamp = format!(
+        "{} {} {} {}.{} {}.{} {}\n",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        meta.sha256
+    );
+    let marker = cache.join(format!("{id}.verified"));
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str()) {
+        return Ok(path.to_path_buf());
+    }
+    let (got_size, sha) =
+        hash_file(path).map_err(|e| fail(format!("hashing {}: {e}", path.display())))?;
+    if got_size != meta.size_bytes || sha != meta.sha256 {
+        let _ = std::fs::remove_file(&marker);
+        return Err(fail(format!(
+            "stored data.sqsh does not match meta.json (size {got_size} vs {}, sha256 {sha} vs \
+             {}): the backup is corrupted",
+            meta.size_bytes, meta.sha256
+        )));
+    }
+    // Best effort: without the marker the next restore just hashes again.
+    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(cache) {
+        use std::io::Write;
+        if temp.write_all(stamp.as_bytes()).is_ok() {
+            let _ = temp.persist(&marker);
+        }
+    }
+    Ok(path.to_path_buf())
 }

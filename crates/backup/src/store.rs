@@ -330,6 +330,15 @@ impl Store {
         })
     }
 
+    /// The file behind `key` when this is a local store (it may not exist).
+    pub(crate) fn local_file(&self, key: &ObjectPath) -> Option<PathBuf> {
+        let mut path = self.local_root.clone()?;
+        for part in key.parts() {
+            path.push(part.as_ref());
+        }
+        Some(path)
+    }
+
     /// Staging files a crashed upload left in a local store (`backups/{id}/data.sqsh#N`,
     /// invisible to listings), as (path, mtime in Unix seconds). Empty for other stores.
     pub(crate) fn local_staging_files(&self) -> Vec<(PathBuf, i64)> {

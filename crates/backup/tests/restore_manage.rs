@@ -496,3 +496,47 @@ both_stores!(prune_cleans_old_orphans_only, |env: &Env| {
     assert!(r.deleted.is_empty());
     assert!(!exists(&orphan));
 });
+
+#[test]
+fn local_store_archive_is_used_in_place_and_hashed_again_when_it_changes() {
+    let env = common::local_env();
+    let (handle, src) = seed(&env, "inplace", T0, 3600);
+    let before = manifest(&src);
+    let restore_into = |name: &str, now: i64| {
+        restore_backup(
+            &handle,
+            RestoreOptions {
+                dir: Some(env.path(name)),
+                ..opts_at(&env, now)
+            },
+        )
+    };
+    restore_into("out1", T0 + 10).unwrap();
+    assert_eq!(manifest(&env.path("out1")), before);
+    // No copy of the archive in the cache, only the record that it was verified.
+    let names: Vec<String> = std::fs::read_dir(env.cache.join("archives"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![format!("{}.verified", handle.id)]);
+    restore_into("out2", T0 + 20).unwrap();
+    assert_eq!(manifest(&env.path("out2")), before);
+
+    // Damage the stored archive in place, same size: the next restore hashes it again and
+    // refuses it. (The mtime is set explicitly: coarse timestamps could otherwise repeat.)
+    let data = env.path(&format!("store/backups/{}/data.sqsh", handle.id));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    let e = restore_into("out3", T0 + 30).unwrap_err();
+    assert_eq!(e.code(), "BACKUP_RESTORE_FAILED");
+    assert!(e.message().contains("corrupted"), "{e}");
+    assert!(!env.path("out3").exists());
+}
