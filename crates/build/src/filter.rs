@@ -224,8 +224,14 @@ impl Filter {
             .strip_prefix(&repo.worktree)
             .map(|p| p.as_os_str().as_bytes())
             .unwrap_or_default();
-        // Tracked files, and submodules (tracked as a directory entry), are always kept.
-        if repo.tracked.is_tracked(rel_wt) {
+        // Tracked files and submodules are always kept. (A directory where the index has a
+        // file — a type change — is untracked to git, so ignore rules apply to it.)
+        let tracked = if is_dir {
+            repo.tracked.is_gitlink(rel_wt)
+        } else {
+            repo.tracked.is_tracked(rel_wt)
+        };
+        if tracked {
             return Ok(Decision::Keep);
         }
         if !state.inside_ignored && !state.is_ignored(path, is_dir) {

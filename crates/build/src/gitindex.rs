@@ -24,6 +24,8 @@ const MAX_INDEX_BYTES: u64 = 1 << 30;
 #[derive(Debug, Default)]
 pub struct TrackedPaths {
     files: HashSet<Vec<u8>>,
+    /// Submodules (mode 160000 entries): tracked paths that are directories on disk.
+    gitlinks: HashSet<Vec<u8>>,
     dirs: HashSet<Vec<u8>>,
     /// Sparse-index directory entries (without the trailing `/`): everything below is tracked
     /// or not according to tree objects we do not read.
@@ -34,6 +36,11 @@ impl TrackedPaths {
     /// True if `path` is a tracked file (or submodule).
     pub fn is_tracked(&self, path: &[u8]) -> bool {
         self.files.contains(path)
+    }
+
+    /// True if `path` is a tracked submodule.
+    pub fn is_gitlink(&self, path: &[u8]) -> bool {
+        self.gitlinks.contains(path)
     }
 
     /// True if some tracked file (or sparse directory entry) lies below directory `path`.
@@ -67,7 +74,10 @@ impl TrackedPaths {
         }
     }
 
-    fn insert(&mut self, mut path: Vec<u8>) {
+    fn insert(&mut self, mut path: Vec<u8>, gitlink: bool) {
+        if gitlink {
+            self.gitlinks.insert(path.clone());
+        }
         if path.last() == Some(&b'/') {
             // A sparse directory entry: its parents hold tracked content, and so (in git's
             // eyes) does the directory itself.
@@ -118,17 +128,17 @@ pub fn load(path: &Path, hash_len: usize) -> io::Result<TrackedPaths> {
             }
             None => vec![false; shared.names.len()],
         };
-        for (name, deleted) in shared.names.into_iter().zip(deleted) {
+        for ((name, gitlink), deleted) in shared.names.into_iter().zip(deleted) {
             if !deleted {
-                tracked.insert(name);
+                tracked.insert(name, gitlink);
             }
         }
     }
-    for name in index.names {
+    for (name, gitlink) in index.names {
         // In a split index, an entry that replaces a shared one carries no name (it takes the
         // shared entry's name, which is already in the set).
         if !name.is_empty() || index.link.is_none() {
-            tracked.insert(name);
+            tracked.insert(name, gitlink);
         }
     }
     Ok(tracked)
@@ -155,9 +165,10 @@ struct Link {
     deleted: Option<Vec<u8>>,
 }
 
-/// What one index file holds (names in file order, possibly empty in a split index).
+/// What one index file holds: names in file order (possibly empty in a split index), each
+/// with "is a submodule".
 struct RawIndex {
-    names: Vec<Vec<u8>>,
+    names: Vec<(Vec<u8>, bool)>,
     link: Option<Link>,
 }
 
@@ -198,6 +209,9 @@ fn parse(data: &[u8], hash_len: usize) -> Result<RawIndex, String> {
             .get(flags_at..flags_at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
             .ok_or_else(entry_truncated)?;
+        // The mode word follows ctime, mtime, dev and ino; 0o160000 marks a submodule.
+        let mode = u32_at(entry_start + 24).map_err(|_| entry_truncated())?;
+        let gitlink = mode & 0o170000 == 0o160000;
         pos = flags_at + 2;
         if flags & 0x4000 != 0 {
             if version < 3 {
@@ -237,7 +251,7 @@ fn parse(data: &[u8], hash_len: usize) -> Result<RawIndex, String> {
             name
         };
         previous.clone_from(&name);
-        names.push(name);
+        names.push((name, gitlink));
     }
     // Extensions: 4-byte signature, 4-byte size, payload; then the checksum. Walking them
     // to the exact end catches a file cut short anywhere.
@@ -411,8 +425,10 @@ mod tests {
     #[test]
     fn sparse_dirs_cover_their_contents() {
         let mut t = TrackedPaths::default();
-        t.insert(b"a/b/".to_vec());
-        t.insert(b"c".to_vec());
+        t.insert(b"a/b/".to_vec(), false);
+        t.insert(b"c".to_vec(), false);
+        t.insert(b"m".to_vec(), true);
+        assert!(t.is_gitlink(b"m") && !t.is_gitlink(b"c"));
         assert!(t.has_tracked_below(b"a"));
         assert!(t.has_tracked_below(b"a/b"));
         assert_eq!(t.in_sparse_dir(b"a/b"), Some(&b"a/b"[..]));

@@ -267,7 +267,7 @@ fn nested_and_unusual_patterns_match_git_from_every_directory() {
         b"\xef\xbb\xbf# comment\r\n*.log\r\n!keep.log\nbuild/\n/rootonly\ncache\n\
           docs/*.html\n!docs/index.html\n**/gen/**\na/**/z.txt\n*.[oa]\n!lib.a\n\
           trailing\\ \nspaced   \n\\#hash\n\\!bang\nname?.q\ndoc/**/*.pdf\n\
-          objects\nHEAD\n*.sample\n!secret-ok\nsymdir/\n",
+          objects\nHEAD\n*.sample\n!secret-ok\nsymdir/\ntypechg\n",
     );
     write(
         &repo.join("sub/.gitignore"),
@@ -349,6 +349,12 @@ fn nested_and_unusual_patterns_match_git_from_every_directory() {
     // SAFETY: `fifo` is a valid NUL-terminated path for the duration of the call.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     drop(std::os::unix::net::UnixListener::bind(repo.join("sock.log")).unwrap());
+    // A tracked file replaced on disk by a directory: untracked to git, so `typechg` ignores
+    // the directory and everything in it.
+    write(&repo.join("typechg"), b"f");
+    git(&repo, &["add", "-f", "typechg"]);
+    fs::remove_file(repo.join("typechg")).unwrap();
+    write(&repo.join("typechg/inside"), b"x");
     git(
         &repo,
         &[
@@ -368,6 +374,7 @@ fn nested_and_unusual_patterns_match_git_from_every_directory() {
         "x.log",
         "build/nested/more.o",
         "sub/deeper/more/w.txt",
+        "typechg/inside",
         "trailing ",
     ] {
         assert!(ignored.contains(p.as_bytes()), "git does not ignore {p}");
