@@ -34,19 +34,41 @@ pub struct ServeArgs {
     pub daemon_child: bool,
 }
 
-impl ServeArgs {
-    /// Every `-o` option, the comma-separated lists split (empty items included, so callers
-    /// can accept them).
-    pub fn mount_options(&self) -> impl Iterator<Item = &str> {
-        self.options.iter().flat_map(|o| o.split(','))
-    }
+/// What `-o` and `--threads` ask for, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// `-o allow_other`: let other users in.
+    pub allow_other: bool,
+    /// `--threads`, at least 1 when given.
+    pub threads: Option<usize>,
+}
 
-    /// `--threads`, refusing 0 (a FUSE session needs a worker).
-    pub fn threads(&self) -> CliResult<Option<usize>> {
-        match self.threads {
-            Some(0) => Err(CliError::msg("--threads must be at least 1")),
-            t => Ok(t),
+impl ServeArgs {
+    /// Check `-o` and `--threads`. `-o` takes comma-separated lists of `allow_other`,
+    /// `no_op` (accepted for compatibility, without effect) and empty items; anything else is
+    /// an error naming the `what` option and listing `supported`. `--threads 0` is refused
+    /// (a FUSE session needs a worker).
+    pub fn settings(&self, no_op: &str, what: &str, supported: &str) -> CliResult<ServeSettings> {
+        let mut allow_other = false;
+        for option in self.options.iter().flat_map(|o| o.split(',')) {
+            match option {
+                "allow_other" => allow_other = true,
+                "" => {}
+                o if o == no_op => {}
+                other => {
+                    return Err(CliError::msg(format!(
+                        "unsupported {what} option '{other}' (supported: {supported})"
+                    )))
+                }
+            }
         }
+        if self.threads == Some(0) {
+            return Err(CliError::msg("--threads must be at least 1"));
+        }
+        Ok(ServeSettings {
+            allow_other,
+            threads: self.threads,
+        })
     }
 
     /// Append to the daemon's command line `--foreground --daemon-child` and every serving
@@ -116,9 +138,9 @@ mod tests {
     fn flags_round_trip_to_the_daemon_command_line() {
         let given = [
             "-o",
-            "allow_other,ro",
+            "allow_other",
             "-o",
-            "x",
+            "ro,",
             "--threads",
             "3",
             "--cache-size",
@@ -128,10 +150,12 @@ mod tests {
         ];
         let t = T::parse_from(std::iter::once("t").chain(given));
         assert_eq!(
-            t.serve.mount_options().collect::<Vec<_>>(),
-            ["allow_other", "ro", "x"]
+            t.serve.settings("ro", "mount", "allow_other, ro").unwrap(),
+            ServeSettings {
+                allow_other: true,
+                threads: Some(3)
+            }
         );
-        assert_eq!(t.serve.threads().unwrap(), Some(3));
         let mut cmd = Command::new("squashbox");
         t.serve.forward_to_daemon(&mut cmd).unwrap();
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
@@ -145,8 +169,27 @@ mod tests {
     }
 
     #[test]
-    fn zero_threads_is_refused() {
+    fn unknown_options_and_zero_threads_are_refused() {
+        let t = T::parse_from(["t", "-o", "ro,,allow_other"]);
+        assert_eq!(
+            t.serve.settings("ro", "mount", "allow_other, ro").unwrap(),
+            ServeSettings {
+                allow_other: true,
+                threads: None
+            }
+        );
+        let err = t
+            .serve
+            .settings("rw", "overlay", "allow_other")
+            .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "unsupported overlay option 'ro' (supported: allow_other)"
+        );
         let t = T::parse_from(["t", "--threads", "0"]);
-        assert!(t.serve.threads().is_err());
+        assert_eq!(
+            t.serve.settings("ro", "mount", "").unwrap_err().message(),
+            "--threads must be at least 1"
+        );
     }
 }

@@ -14,7 +14,7 @@ use squashbox_format::Archive;
 use squashbox_mount::{mount, open_options_for_cache_size, MountOptions, UnmountMode};
 
 use crate::daemon;
-use crate::error::{CliError, CliResult, Context};
+use crate::error::{CliResult, Context};
 use crate::serve_args::ServeArgs;
 
 /// Default total cache budget: 32 MiB keeps the daemon under ~80 MB RSS on a cold full read
@@ -47,19 +47,12 @@ pub struct Args {
 
 /// Run `squashbox mount`.
 pub fn run(args: Args) -> CliResult {
-    let mut mount_options = MountOptions::default();
-    for option in args.serve.mount_options() {
-        match option {
-            "allow_other" => mount_options.allow_other = true,
-            "ro" | "" => {}
-            other => {
-                return Err(CliError::msg(format!(
-                    "unsupported mount option '{other}' (supported: allow_other, ro)"
-                )))
-            }
-        }
-    }
-    if let Some(threads) = args.serve.threads()? {
+    let settings = args.serve.settings("ro", "mount", "allow_other, ro")?;
+    let mut mount_options = MountOptions {
+        allow_other: settings.allow_other,
+        ..MountOptions::default()
+    };
+    if let Some(threads) = settings.threads {
         mount_options.threads = threads;
     }
     if args.serve.foreground {

@@ -50,19 +50,12 @@ pub struct Args {
 
 /// Run `squashbox overlay`.
 pub fn run(args: Args) -> CliResult {
-    let mut options = OverlayOptions::default();
-    for option in args.serve.mount_options() {
-        match option {
-            "allow_other" => options.allow_other = true,
-            "rw" | "" => {}
-            other => {
-                return Err(CliError::msg(format!(
-                    "unsupported overlay option '{other}' (supported: allow_other)"
-                )))
-            }
-        }
-    }
-    if let Some(threads) = args.serve.threads()? {
+    let settings = args.serve.settings("rw", "overlay", "allow_other")?;
+    let mut options = OverlayOptions {
+        allow_other: settings.allow_other,
+        ..OverlayOptions::default()
+    };
+    if let Some(threads) = settings.threads {
         options.threads = threads;
     }
     if lower_paths(&args).is_empty() {
