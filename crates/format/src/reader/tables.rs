@@ -297,7 +297,8 @@ impl Tables {
             None
         };
 
-        if sb.directory_table_start >= next {
+        // Equal is fine: an image whose only directory is an empty root has no listings.
+        if sb.directory_table_start > next {
             return corrupt(
                 "directory table starts after the lookup tables".into(),
                 sb.directory_table_start,
