@@ -44,8 +44,9 @@ pub struct Args {
     /// $SOURCE_DATE_EPOCH when that is set.
     #[arg(long, value_name = "SECONDS")]
     mtime: Option<u32>,
-    /// Leave out what git would ignore (.gitignore files, .git/info/exclude; tracked files
-    /// are kept).
+    /// Leave out what git would ignore (.gitignore files, .git/info/exclude,
+    /// core.excludesFile; tracked files are kept; submodules and nested repositories follow
+    /// their own rules).
     #[arg(long)]
     gitignore: bool,
     /// Leave out paths matching PATTERN (gitignore syntax; repeatable).
