@@ -25,6 +25,7 @@ const MAX_HEADER_ENTRIES: u32 = 256;
 const DOT_ENTRIES: u64 = 3;
 
 /// Check an entry name: non-empty, at most 256 bytes, not `.`/`..`, no `/` or NUL.
+#[inline]
 pub(crate) fn check_name(name: &[u8]) -> std::result::Result<(), &'static str> {
     if name.is_empty() {
         Err("empty name")
@@ -301,6 +302,12 @@ impl Archive {
             header_base: 0,
             name: Vec::new(),
             scratch: Vec::new(),
+            current: RawEntry {
+                inode_ref: InodeRef(0),
+                inode_number: 0,
+                file_type: FileType::Regular,
+                next_position: 0,
+            },
             marks,
             expect_first: None,
             skip_until,
@@ -336,20 +343,17 @@ impl Archive {
         }
         let start = self.index_seek(dir, &listing, |_, indexed| indexed <= name)?;
         let mut state = self.listing_reader(&listing, start, 0)?;
-        while let Some(raw) = state.next_raw(self)? {
-            match state.name.as_slice().cmp(name) {
-                Ordering::Less => continue,
-                Ordering::Equal => return Ok(Some(state.entry(raw))),
-                Ordering::Greater => return Ok(None),
-            }
-        }
-        Ok(None)
+        Ok(if state.find(self, name)? {
+            Some(state.entry())
+        } else {
+            None
+        })
     }
 }
 
 /// An entry as parsed, without its name (which stays in [`DirState::name`]).
 #[derive(Clone, Copy)]
-pub(crate) struct RawEntry {
+struct RawEntry {
     inode_ref: InodeRef,
     inode_number: u32,
     file_type: FileType,
@@ -371,6 +375,9 @@ pub(crate) struct DirState {
     name: Vec<u8>,
     /// Buffer for the next name, swapped with `name` after the sort check.
     scratch: Vec<u8>,
+    /// The last entry parsed, apart from its name. Kept here rather than returned: passing the
+    /// large `Result<Option<_>>` back through memory cost a store-forwarding stall per entry.
+    current: RawEntry,
     /// Directory index entries this read will pass, next one last.
     marks: Vec<IndexMark>,
     /// The name the header just read must start with (from the index).
@@ -383,23 +390,55 @@ pub(crate) struct DirState {
 impl DirState {
     /// The next entry, or `None` at the end. After an error the state is finished.
     pub(crate) fn next_entry(&mut self, archive: &Archive) -> Result<Option<DirEntry>> {
-        Ok(self.next_raw(archive)?.map(|raw| self.entry(raw)))
+        Ok(if self.next_raw(archive)? {
+            Some(self.entry())
+        } else {
+            None
+        })
     }
 
-    /// Like [`DirState::next_entry`], but the name stays in `self.name`.
-    fn next_raw(&mut self, archive: &Archive) -> Result<Option<RawEntry>> {
+    /// Like [`DirState::next_entry`], but leaves the entry in `self.current` and `self.name`;
+    /// false at the end.
+    fn next_raw(&mut self, archive: &Archive) -> Result<bool> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
         let result = self.advance(archive);
-        if !matches!(result, Ok(Some(_))) {
+        if !matches!(result, Ok(true)) {
             self.done = true;
         }
         result
     }
 
-    /// The public entry for `raw`, the entry just parsed.
-    fn entry(&self, raw: RawEntry) -> DirEntry {
+    /// Scan forward to `target`, stopping as soon as the sorted listing passes it. True if
+    /// found (the entry is then current). Ends the read.
+    fn find(&mut self, archive: &Archive, target: &[u8]) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        self.done = true;
+        let Some(mut cursor) = self.cursor.take() else {
+            return Ok(false);
+        };
+        // One loop around the inlined entry parser, with the cursor held locally: per entry
+        // nothing is moved through memory but the name.
+        let result = loop {
+            match self.advance_with(archive, &mut cursor) {
+                Ok(true) => match self.name.as_slice().cmp(target) {
+                    Ordering::Less => continue,
+                    Ordering::Equal => break Ok(true),
+                    Ordering::Greater => break Ok(false),
+                },
+                other => break other,
+            }
+        };
+        self.cursor = Some(cursor);
+        result
+    }
+
+    /// The public form of the entry just parsed.
+    fn entry(&self) -> DirEntry {
+        let raw = self.current;
         DirEntry {
             inode_ref: raw.inode_ref,
             inode_number: raw.inode_number,
@@ -419,9 +458,10 @@ impl DirState {
         )
     }
 
-    fn advance(&mut self, archive: &Archive) -> Result<Option<RawEntry>> {
+    #[inline(always)]
+    fn advance(&mut self, archive: &Archive) -> Result<bool> {
         let Some(mut cursor) = self.cursor.take() else {
-            return Ok(None);
+            return Ok(false);
         };
         let result = self.advance_with(archive, &mut cursor);
         self.cursor = Some(cursor);
@@ -451,11 +491,8 @@ impl DirState {
         Ok(())
     }
 
-    fn advance_with(
-        &mut self,
-        archive: &Archive,
-        cursor: &mut MetaCursor,
-    ) -> Result<Option<RawEntry>> {
+    #[inline(always)]
+    fn advance_with(&mut self, archive: &Archive, cursor: &mut MetaCursor) -> Result<bool> {
         loop {
             let at = cursor.block();
             if self.header_remaining == 0 {
@@ -470,7 +507,7 @@ impl DirState {
                             ),
                         ));
                     }
-                    return Ok(None);
+                    return Ok(false);
                 }
                 self.check_marks(at)?;
                 if self.len - self.pos < 12 {
@@ -577,16 +614,16 @@ impl DirState {
                 }
             }
             std::mem::swap(&mut self.name, &mut self.scratch);
-            let raw = RawEntry {
+            if self.pos <= self.skip_until {
+                continue;
+            }
+            self.current = RawEntry {
                 inode_ref: InodeRef((u64::from(self.header_block) << 16) | u64::from(offset)),
                 inode_number,
                 file_type,
                 next_position: self.pos + DOT_ENTRIES,
             };
-            if self.pos <= self.skip_until {
-                continue;
-            }
-            return Ok(Some(raw));
+            return Ok(true);
         }
     }
 }
