@@ -334,8 +334,8 @@ impl Archive {
     }
 
     /// Find `name` in `dir`, jumping through the directory index and stopping as soon as the
-    /// sorted listing passes the name. Entries are compared in place: only the match is
-    /// copied out.
+    /// sorted listing passes the name. Each name is decoded into a reused buffer and compared
+    /// there: only the match is copied out.
     pub(crate) fn find_entry(&self, dir: &Inode, name: &[u8]) -> Result<Option<DirEntry>> {
         let listing = Listing::of(dir)?;
         if check_name(name).is_err() || listing.len == 0 {
