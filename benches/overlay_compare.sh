@@ -1,60 +1,125 @@
 #!/usr/bin/env bash
-# Compare the squashbox overlay with fuse-overlayfs and the kernel's overlayfs over the same
-# SquashFS image (kernel loop mount as lower for the other two).
+# Compare the squashbox copy-on-write overlay with its two peers over one SquashFS image:
 #
-#   benches/overlay_compare.sh [SQUASHBOX_BINARY]
+#   squashbox       squashbox overlay --lower IMAGE (reads the image with its own reader)
+#   fuse-overlayfs  fuse-overlayfs with lowerdir = a squashfuse mount of the same image
+#   kernel          the kernel's overlayfs with lowerdir = a kernel squashfs loop mount
 #
-# Measures: cold sequential read of a 256 MiB lower file, copy-up by appending one byte to it,
-# sequential write of a new 256 MiB file, readdir + stat of a 10,000-entry lower directory,
-# creating 2,000 small files. Needs root, /dev/fuse, mksquashfs, fuse-overlayfs.
+#   benches/overlay_compare.sh [SQUASHBOX_BINARY] [REPS]
+#
+# Workloads (issue #5): extract a 10,000-file tar archive into the overlay; metadata walk of
+# the whole lower tree (find -ls); cold read-through of every lower file; `ls -l` of a
+# 10,000-entry lower directory; `git status` in a lower git checkout; copy-up of a 1 GiB lower
+# file (append one byte); write of a new 512 MiB upper file; `rm -rf` of a large lower tree.
+# Every run of every workload gets fresh mounts (lower and overlay), an empty upper directory
+# and dropped kernel caches, so it is cold for all three. Prints the median of REPS (default 3)
+# runs and the ratios squashbox/fuse-overlayfs and squashbox/kernel.
+# Needs root, /dev/fuse, mksquashfs, squashfuse, fuse-overlayfs, git, tar.
 set -euo pipefail
 
 bin=${1:-${CARGO_TARGET_DIR:-target}/release/squashbox}
-[[ -x "$bin" ]] || bin=${CARGO_TARGET_DIR:-target}/debug/squashbox
-[[ -x "$bin" ]] || { echo "build squashbox first" >&2; exit 2; }
+reps=${2:-3}
+[[ -x "$bin" ]] || { echo "no squashbox binary at $bin (cargo build --release -p squashbox-cli)" >&2; exit 2; }
+for t in mksquashfs squashfuse fuse-overlayfs git tar bc; do
+    command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 2; }
+done
 root=$(mktemp -d /tmp/sqb-ovl-bench.XXXXXX)
-lower="$root/lower"
-cleanup() {
-    for m in "$root"/m-*; do
-        grep -qs " $m " /proc/mounts && umount "$m" 2>/dev/null || true
+m="$root/merged"; u="$root/upper"; w="$root/work"; low="$root/lower"
+
+unmount_all() {
+    for p in "$m" "$low"; do
+        while grep -qs " $p " /proc/mounts; do umount "$p" 2>/dev/null || umount -l "$p"; done
     done
-    grep -qs " $lower " /proc/mounts && umount "$lower" || true
-    rm -rf "$root"
 }
+cleanup() { unmount_all; rm -rf "$root"; }
 trap cleanup EXIT
 
-mkdir -p "$root/src/many" "$lower"
-head -c $((256 << 20)) /dev/urandom >"$root/src/big"
-for i in $(seq 1 10000); do echo "$i" >"$root/src/many/f$i"; done
-mksquashfs "$root/src" "$root/img.sqsh" -noappend -quiet -no-progress -comp zstd >/dev/null
-mount -t squashfs -o loop,ro "$root/img.sqsh" "$lower"
+echo "building the lower tree and image in $root ..." >&2
+src="$root/src"
+mkdir -p "$src/tree" "$src/many" "$src/repo"
+# A real tree: manual pages, perl modules, locale sources, time zones (~24k files).
+for d in /usr/share/man /usr/share/perl /usr/share/i18n /usr/share/zoneinfo; do
+    [[ -d $d ]] && cp -a "$d" "$src/tree/"
+done
+for i in $(seq 1 10000); do echo "$i" >"$src/many/f$i"; done
+# A git checkout (the vim runtime, ~2k files), committed, clean.
+cp -a /usr/share/vim/. "$src/repo/"
+(cd "$src/repo" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -qm init)
+head -c $((1 << 30)) /dev/urandom >"$src/big1g"
+mksquashfs "$src" "$root/img.sqsh" -noappend -quiet -no-progress -comp zstd >/dev/null
+# The archive to extract: 10,000 files (manual pages, not part of the overlay).
+(cd /usr/share && find man -type f | awk 'NR <= 10000' | tar -cf "$root/archive.tar" -T -)
+rm -rf "$src"
+files=$(tar -tf "$root/archive.tar" | grep -vc '/$')
+echo "image $(du -h "$root/img.sqsh" | cut -f1), archive $files files" >&2
+
+mount_impl() { # impl
+    rm -rf "$u" "$w"
+    mkdir -p "$u" "$w" "$m" "$low"
+    case $1 in
+        squashbox) "$bin" overlay --lower "$root/img.sqsh" --upper "$u" --work "$w" "$m" ;;
+        fuse-overlayfs)
+            squashfuse "$root/img.sqsh" "$low"
+            fuse-overlayfs -o "lowerdir=$low,upperdir=$u,workdir=$w" "$m" ;;
+        kernel)
+            mount -t squashfs -o loop,ro "$root/img.sqsh" "$low"
+            mount -t overlay overlay -o "lowerdir=$low,upperdir=$u,workdir=$w" "$m" ;;
+    esac
+}
+
+w_extract() { mkdir "$m/x" && tar -xf "$root/archive.tar" -C "$m/x"; }
+w_walk() { find "$m/tree" -ls >/dev/null; }
+w_read() { find "$m/tree" -type f -print0 | xargs -0 cat >/dev/null; }
+w_lsl() { ls -l "$m/many" >/dev/null; }
+w_git() { git -C "$m/repo" status --porcelain >/dev/null; }
+w_copyup() { echo x >>"$m/big1g"; }
+w_write() { dd if=/dev/zero of="$m/new" bs=1M count=512 status=none; }
+w_rm() { rm -rf "$m/tree/man"; }
+
+workloads=(extract walk read lsl git copyup write rm)
+declare -A label=(
+    [extract]="extract 10,000-file tar into the overlay"
+    [walk]="metadata walk of the tree (find -ls)"
+    [read]="cold read-through of all lower files"
+    [lsl]="ls -l of a 10,000-entry lower dir"
+    [git]="git status in a lower checkout"
+    [copyup]="copy-up of a 1 GiB lower file"
+    [write]="write a new 512 MiB upper file"
+    [rm]="rm -rf of a large lower tree (21k files)"
+)
+impls=(squashbox fuse-overlayfs kernel)
+declare -A times
 
 now() { date +%s.%N; }
-measure() { # label command...
-    local t0 t1
-    sync; echo 3 >/proc/sys/vm/drop_caches
-    t0=$(now); "${@:2}" >/dev/null; t1=$(now)
-    printf '  %-28s %8.3f s\n' "$1" "$(echo "$t1 - $t0" | bc)"
-}
+for rep in $(seq 1 "$reps"); do
+    for wl in "${workloads[@]}"; do
+        for impl in "${impls[@]}"; do
+            mount_impl "$impl"
+            sync; echo 3 >/proc/sys/vm/drop_caches
+            t0=$(now); "w_$wl"; t1=$(now)
+            dt=$(echo "$t1 - $t0" | bc)
+            times[$wl,$impl]+="$dt "
+            echo "  run $rep $wl $impl: $dt s" >&2
+            unmount_all
+        done
+    done
+    echo "run $rep/$reps done" >&2
+done
 
-run_all() { # name mountpoint
-    local m=$2
-    echo "$1:"
-    measure "read 256 MiB lower file" cat "$m/big"
-    measure "copy-up 256 MiB (append)" sh -c "echo x >>'$m/big'"
-    measure "write 256 MiB new file" dd if=/dev/zero of="$m/new" bs=1M count=256 status=none
-    measure "ls -l 10k-entry lower dir" ls -l "$m/many"
-    measure "create 2000 small files" sh -c "mkdir '$m/small'; for i in \$(seq 1 2000); do echo \$i >'$m/small/\$i'; done"
-}
-
-for impl in squashbox fuse-overlayfs kernel; do
-    m="$root/m-$impl"; u="$root/u-$impl"; w="$root/w-$impl"
-    mkdir -p "$m" "$u" "$w"
-    case $impl in
-        squashbox) "$bin" overlay --lower "$root/img.sqsh" --upper "$u" --work "$w" "$m" ;;
-        fuse-overlayfs) fuse-overlayfs -o "lowerdir=$lower,upperdir=$u,workdir=$w" "$m" ;;
-        kernel) mount -t overlay overlay -o "lowerdir=$lower,upperdir=$u,workdir=$w" "$m" ;;
-    esac
-    run_all "$impl" "$m"
-    umount "$m"
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+echo "load: $(uptime)"
+echo
+printf '| workload | squashbox | fuse-overlayfs | kernel overlayfs | sqb / fuse-overlayfs | sqb / kernel |\n'
+printf '|---|---|---|---|---|---|\n'
+for wl in "${workloads[@]}"; do
+    s=$(echo "${times[$wl,squashbox]}" | median)
+    f=$(echo "${times[$wl,fuse-overlayfs]}" | median)
+    k=$(echo "${times[$wl,kernel]}" | median)
+    printf '| %s | %.2f s | %.2f s | %.2f s | %.2fx | %.2fx |\n' "${label[$wl]}" "$s" "$f" "$k" \
+        "$(echo "$s / $f" | bc -l)" "$(echo "$s / $k" | bc -l)"
+done
+echo
+echo "raw seconds per run:"
+for wl in "${workloads[@]}"; do
+    for impl in "${impls[@]}"; do echo "  $wl $impl: ${times[$wl,$impl]}"; done
 done
