@@ -38,7 +38,8 @@ pub struct BackupOptions {
     pub clock: Clock,
     /// State directory for locks (`None`: [`crate::paths::state_dir`]).
     pub state_dir: Option<PathBuf>,
-    /// Where the archive is built before upload (`None`: the system temp dir).
+    /// Where the archive is built before upload. `None`: straight into a local store (no
+    /// copy), or the system temp dir for other stores.
     pub temp_dir: Option<PathBuf>,
     /// Called with bytes uploaded so far.
     pub progress: Option<ProgressFn>,
@@ -116,17 +117,42 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
     let id = uuid::Uuid::new_v4().to_string();
     let fail = |msg: String| BackupError::create_failed(msg).with_id(&id).with_dir(&dir);
 
-    let temp_parent = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let temp = tempfile::Builder::new()
-        .prefix(".squashbox-backup-")
-        .tempdir_in(&temp_parent)
-        .map_err(|e| {
-            fail(format!(
-                "cannot create a temp dir in {}: {e}",
-                temp_parent.display()
-            ))
-        })?;
-    let archive_path = temp.path().join("data.sqsh");
+    // A local store gets the archive built straight into place (the builder writes a hidden
+    // temp sibling, syncs it and renames it to `data.sqsh`): no second copy of every byte.
+    // Other stores, or an explicit `temp_dir`, get it built in a private temp dir, then
+    // uploaded.
+    let data_key = store.data_key(&id);
+    let in_place = match &options.temp_dir {
+        Some(_) => None,
+        None => store.local_file(&data_key),
+    };
+    let temp = match &in_place {
+        Some(_) => None,
+        None => {
+            let temp_parent = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+            Some(
+                tempfile::Builder::new()
+                    .prefix(".squashbox-backup-")
+                    .tempdir_in(&temp_parent)
+                    .map_err(|e| {
+                        fail(format!(
+                            "cannot create a temp dir in {}: {e}",
+                            temp_parent.display()
+                        ))
+                    })?,
+            )
+        }
+    };
+    let archive_path = match (&in_place, &temp) {
+        (Some(path), _) => {
+            let parent = path.parent().expect("a data key has a parent");
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+            path.clone()
+        }
+        (None, Some(temp)) => temp.path().join("data.sqsh"),
+        (None, None) => unreachable!("a temp dir exists when the store is not local"),
+    };
     let build = BuildOptions {
         compressor: options.compression,
         level: options.level,
@@ -134,7 +160,7 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         excludes: options.excludes.clone(),
         ..BuildOptions::default()
     };
-    let summary = build_image(&dir, &archive_path, &build).map_err(|e| match e {
+    let built = build_image(&dir, &archive_path, &build).map_err(|e| match e {
         BuildError::Unreadable { paths } => fail(format!(
             "{} path(s) under the directory cannot be read: {}. Fix: grant read permission \
              (e.g. chmod -R u+rX) or exclude them (--exclude PATTERN)",
@@ -146,7 +172,17 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
                 .join(", ")
         )),
         other => fail(format!("building the archive failed: {other}")).with_source(other),
-    })?;
+    });
+    let summary = match built {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(parent) = in_place.as_ref().and_then(|p| p.parent()) {
+                // Best effort: the builder already removed its temp file; drop the empty dir.
+                let _ = std::fs::remove_dir(parent);
+            }
+            return Err(e);
+        }
+    };
     let handle = commit_archive(
         &store,
         &archive_path,
@@ -154,6 +190,7 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         &options,
         summary.files,
         options.compression,
+        in_place.is_some(),
     )?;
     drop(temp);
     Ok(handle)
@@ -189,7 +226,7 @@ pub fn import_archive(image: &Path, options: BackupOptions) -> Result<DirectoryB
         excludes: Vec::new(),
         ..options
     };
-    commit_archive(&store, image, &id, &options, files, compression)
+    commit_archive(&store, image, &id, &options, files, compression, false)
 }
 
 fn count_files(archive: &squashbox_format::Archive) -> squashbox_format::Result<u64> {
@@ -219,6 +256,7 @@ fn commit_archive(
     options: &BackupOptions,
     file_count: u64,
     compression: Compressor,
+    already_stored: bool,
 ) -> Result<DirectoryBackup> {
     let dir = &options.dir;
     let fail = |msg: String| BackupError::create_failed(msg).with_id(id).with_dir(dir);
@@ -243,9 +281,13 @@ fn commit_archive(
     let data_key = store.data_key(id);
     let meta_key = store.meta_key(id);
     let uploaded = (|| -> std::result::Result<(), String> {
-        store
-            .upload_file(archive_path, &data_key, options.progress.clone())
-            .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?;
+        if !already_stored {
+            store
+                .upload_file(archive_path, &data_key, options.progress.clone())
+                .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?;
+        } else if let Some(progress) = &options.progress {
+            progress(size);
+        }
         match store.head_size(&data_key) {
             Ok(Some(n)) if n == size => {}
             Ok(Some(n)) => {

@@ -339,8 +339,9 @@ impl Store {
         Some(path)
     }
 
-    /// Staging files a crashed upload left in a local store (`backups/{id}/data.sqsh#N`,
-    /// invisible to listings), as (path, mtime in Unix seconds). Empty for other stores.
+    /// Staging files a crashed upload or build left in a local store
+    /// (`backups/{id}/data.sqsh#N`, `backups/{id}/.data.sqsh.*.tmp`; invisible to listings),
+    /// as (path, mtime in Unix seconds). Empty for other stores.
     pub(crate) fn local_staging_files(&self) -> Vec<(PathBuf, i64)> {
         let Some(root) = &self.local_root else {
             return Vec::new();
@@ -360,14 +361,7 @@ impl Store {
             };
             for file in files.flatten() {
                 let name = file.file_name();
-                let Some((stem, suffix)) = name.to_str().and_then(|n| n.split_once('#')) else {
-                    continue;
-                };
-                // The object store's staging names: the final name, '#', a number.
-                if !matches!(stem, "data.sqsh" | "meta.json")
-                    || suffix.is_empty()
-                    || !suffix.bytes().all(|b| b.is_ascii_digit())
-                {
+                if !name.to_str().is_some_and(is_staging_name) {
                     continue;
                 }
                 let Ok(meta) = file.metadata() else { continue };
@@ -542,9 +536,32 @@ fn is_loopback_http(endpoint: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// A local store's staging file: the object store's `data.sqsh#N` / `meta.json#N` (final name,
+/// `#`, a number) or the builder's `.data.sqsh.XXXXXX.tmp` (an archive built in place).
+fn is_staging_name(name: &str) -> bool {
+    if let Some((stem, suffix)) = name.split_once('#') {
+        return matches!(stem, "data.sqsh" | "meta.json")
+            && !suffix.is_empty()
+            && suffix.bytes().all(|b| b.is_ascii_digit());
+    }
+    name.starts_with(".data.sqsh.") && name.ends_with(".tmp")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_names() {
+        assert!(is_staging_name("data.sqsh#3"));
+        assert!(is_staging_name("meta.json#12"));
+        assert!(is_staging_name(".data.sqsh.Ab12Cd.tmp"));
+        assert!(!is_staging_name("data.sqsh"));
+        assert!(!is_staging_name("data.sqsh#"));
+        assert!(!is_staging_name("data.sqsh#x"));
+        assert!(!is_staging_name("other#1"));
+        assert!(!is_staging_name(".data.sqsh.Ab12Cd"));
+    }
 
     #[test]
     fn loopback_detection() {

@@ -196,3 +196,29 @@ both_stores!(same_dir_serialized_other_dirs_concurrent, |env: &Env| {
     worker.join().unwrap().unwrap();
     assert_eq!(list_backups(&env.store, &Clock::system()).unwrap().len(), 2);
 });
+
+#[test]
+fn local_store_archive_is_built_in_place() {
+    let env = common::local_env();
+    let dir = env.path("work");
+    make_tree(&dir);
+    let before = manifest(&dir);
+    let mut o = env.backup_options(&dir);
+    o.temp_dir = None; // the default: straight into the store, no copy
+    let handle = create_backup(o).unwrap();
+    let stored = env.path("store").join("backups").join(&handle.id);
+    let mut names: Vec<String> = std::fs::read_dir(&stored)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["data.sqsh", "meta.json"],
+        "no staging file may remain"
+    );
+    assert!(verify_backup(&env.store, &handle.id).unwrap().ok);
+    let out = env.path("restored");
+    restore_to(&env, &handle, &out);
+    assert_eq!(manifest(&out), before);
+}
