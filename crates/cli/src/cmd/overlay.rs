@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use squashbox_format::Archive;
-use squashbox_mount::{open_options_for_cache_size, UnmountMode};
+use squashbox_mount::open_options_for_cache_size;
 use squashbox_overlay::{mount_overlay, OverlayOptions};
 
 use crate::daemon;
@@ -134,15 +134,11 @@ fn serve_inner(args: &Args, options: OverlayOptions) -> CliResult {
         .context(format!("mounting overlay on {}", args.mountpoint.display()))?;
 
     daemon::announce_ready(args.serve.daemon_child, args.serve.log_file.is_some())?;
-    daemon::unmount_on_signal(signals, handle.mountpoint().to_path_buf(), |mountpoint| {
-        // Let in-flight writes finish: a plain unmount, or a lazy one if files are still
-        // open (the daemon then serves them until they are closed).
-        if squashbox_mount::unmount(mountpoint, UnmountMode::Normal).is_err() {
-            if let Err(e) = squashbox_mount::unmount(mountpoint, UnmountMode::Lazy) {
-                log::error!("unmounting {}: {e}", mountpoint.display());
-            }
-        }
-    })?;
+    daemon::unmount_on_signal(
+        signals,
+        handle.mountpoint().to_path_buf(),
+        daemon::unmount_gracefully,
+    )?;
 
     handle
         .wait()
