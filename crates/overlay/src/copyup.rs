@@ -20,6 +20,8 @@ use crate::sys::{self, os};
 
 /// Size of one data chunk copied at a time.
 const CHUNK: usize = 128 * 1024;
+/// Bytes copied between two writeback requests during a copy-up.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 impl Overlay {
     /// Make sure directory node `id` and all its ancestors exist in the upper directory;
@@ -165,6 +167,7 @@ impl Overlay {
                     let src = layer.open_file(obj)?;
                     let mut buf = vec![0u8; CHUNK];
                     let mut off = 0u64;
+                    let mut writeback_from = 0u64;
                     while off < st.size {
                         let want = CHUNK.min((st.size - off) as usize);
                         let n = src.read_at(off, &mut buf[..want])?;
@@ -176,6 +179,12 @@ impl Overlay {
                             sys::pwrite_all(fd.as_fd(), &buf[..n], off)?;
                         }
                         off += n as u64;
+                        // Let the disk work while we decompress: the fsync below then waits
+                        // only for the last few MiB instead of the whole file.
+                        if off - writeback_from >= WRITEBACK_CHUNK {
+                            sys::start_writeback(fd.as_fd(), writeback_from, off - writeback_from);
+                            writeback_from = off;
+                        }
                     }
                     rustix::fs::ftruncate(&fd, st.size)?;
                     data_fd = Some((fd, started));
