@@ -13,7 +13,9 @@
 #   eval "$(scripts/s3-server.sh start)"   # then cargo test -p squashbox-backup
 #
 # Settings (env): SQUASHBOX_S3_DIR (state dir, default /tmp/squashbox-s3),
-# SQUASHBOX_S3_PORT (default 18333; the other components use ports derived from it),
+# SQUASHBOX_S3_PORT (default 18333; master, volume and filer take the next three ports, and
+# SeaweedFS adds 10000 to each for its gRPC listeners, so PORT..PORT+3 and PORT+10000..
+# PORT+10003 must be free: two servers need ports more than 3 and not exactly 10000 apart),
 # SQUASHBOX_S3_FRESH=1 (when the server has to be started, begin with an empty store).
 set -euo pipefail
 
