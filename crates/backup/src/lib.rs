@@ -31,7 +31,7 @@ mod store;
 pub mod validate;
 
 pub use clock::Clock;
-pub use create::{create_backup, import_archive, BackupOptions};
+pub use create::{create_backup, import_archive, BackupOptions, DEFAULT_ZSTD_LEVEL};
 pub use error::{BackupError, ErrorCode, ErrorContext, Result};
 pub use manage::{
     delete_backup, list_backups, prune_backups, read_meta, verify_backup, BackupInfo, OrphanInfo,

@@ -29,7 +29,8 @@ pub struct Args {
     /// Compressor: zstd (default), gzip, xz, lz4, lzo.
     #[arg(long = "comp", value_name = "NAME")]
     comp: Option<String>,
-    /// Compression level (compressor specific).
+    /// Compression level (compressor specific; zstd defaults to 1 for backups: fast
+    /// checkpoints, still about 20% smaller than lz4).
     #[arg(long)]
     level: Option<i32>,
     #[command(flatten)]
