@@ -59,7 +59,8 @@ enum Command {
     List(cmd::list::Args),
     /// Delete a backup from the store.
     Delete(cmd::delete::Args),
-    /// Delete backups by rule (--expired, --keep-last N, --older-than DURATION).
+    /// Delete backups by rule (--expired, --keep-last N, --older-than DURATION) and orphan
+    /// data of creates that never finished (--orphans, --orphan-age).
     Prune(cmd::prune::Args),
     /// Check a stored backup against its recorded size and SHA-256.
     Verify(cmd::verify::Args),
