@@ -407,16 +407,12 @@ fn escape_braces(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());
     let mut i = 0;
     while i < chars.len() {
+        if let Some(end) = opaque_end(&chars, i) {
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
         match chars[i] {
-            '\\' => {
-                out.extend(&chars[i..(i + 2).min(chars.len())]);
-                i += 2;
-            }
-            '[' => {
-                let end = class_end(&chars, i).unwrap_or(chars.len());
-                out.extend(&chars[i..end]);
-                i = end;
-            }
             c @ ('{' | '}') => {
                 out.push('\\');
                 out.push(c);
@@ -429,6 +425,16 @@ fn escape_braces(pattern: &str) -> String {
         }
     }
     out
+}
+
+/// If `chars[i]` starts an escape (`\x`) or a bracket expression, the end (exclusive) of that
+/// span, which the pattern rewrites below copy untouched. An unclosed `[` runs to the end.
+fn opaque_end(chars: &[char], i: usize) -> Option<usize> {
+    match chars[i] {
+        '\\' => Some((i + 2).min(chars.len())),
+        '[' => Some(class_end(chars, i).unwrap_or(chars.len())),
+        _ => None,
+    }
 }
 
 /// End (exclusive) of the bracket expression opening at `chars[start]` (`[`, optional `!`/`^`,
@@ -475,16 +481,12 @@ fn normalize_stars(line: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
     while i < chars.len() {
+        if let Some(end) = opaque_end(&chars, i) {
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
         match chars[i] {
-            '\\' => {
-                out.extend(&chars[i..(i + 2).min(chars.len())]);
-                i += 2;
-            }
-            '[' => {
-                let end = class_end(&chars, i).unwrap_or(chars.len());
-                out.extend(&chars[i..end]);
-                i = end;
-            }
             '*' => {
                 let start = i;
                 while chars.get(i) == Some(&'*') {
