@@ -304,7 +304,7 @@ impl<W: ImageSink> DataPipeline<W> {
                     stream_err(format!("reading the data: {e}"))
                 }
             })?;
-            self.spawn_block_job(file, JobInput::Bytes(data), len, is_tail);
+            self.spawn_block_job(JobInput::Bytes(data), len, is_tail);
         }
         let mut probe = [0u8; 1];
         match reader.read(&mut probe) {
@@ -414,15 +414,14 @@ impl<W: ImageSink> DataPipeline<W> {
                 offset,
                 detect_holes: !is_tail && input.holes,
             };
-            self.spawn_block_job(file, job_input, len, is_tail);
+            self.spawn_block_job(job_input, len, is_tail);
             self.submit_job += 1;
         }
     }
 
-    /// Hand one block of `file` to a worker: read (or take) it, hash it, and compress it
-    /// unless it is a tail or all zeros.
-    fn spawn_block_job(&mut self, file: usize, input: JobInput, len: usize, is_tail: bool) {
-        debug_assert!(file < self.files.len());
+    /// Hand the next block (next sequence number) to a worker: read (or take) it, hash it,
+    /// and compress it unless it is a tail or all zeros.
+    fn spawn_block_job(&mut self, input: JobInput, len: usize, is_tail: bool) {
         let seq = self.next_submit_seq;
         self.next_submit_seq += 1;
         self.in_flight_bytes += len;
