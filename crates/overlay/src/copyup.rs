@@ -8,18 +8,22 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 
 use crate::core::{errno, LayerLinks, NodeCtx, Overlay};
-use crate::lower::{Kind, Layer, LowerObj, LowerStat};
+use crate::lower::{Kind, Layer, LowerFile, LowerObj, LowerStat};
 use crate::node::{join, NodeState};
 use crate::sys::{self, os};
 
 /// Size of one data chunk copied at a time.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 1 << 20;
+/// Granularity of the holes a copy-up keeps (a SquashFS block of the default size).
+const HOLE_GRAIN: usize = 128 * 1024;
+/// Chunks the reader thread of a large copy-up may be ahead of the writer.
+const READ_AHEAD: usize = 4;
 /// Bytes copied between two writeback requests during a copy-up.
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 
@@ -165,27 +169,7 @@ impl Overlay {
                         Mode::from_raw_mode(0o600),
                     )?;
                     let src = layer.open_file(obj)?;
-                    let mut buf = vec![0u8; CHUNK];
-                    let mut off = 0u64;
-                    let mut writeback_from = 0u64;
-                    while off < st.size {
-                        let want = CHUNK.min((st.size - off) as usize);
-                        let n = src.read_at(off, &mut buf[..want])?;
-                        if n == 0 {
-                            break;
-                        }
-                        // Keep holes: an all-zero chunk is skipped and the size set at the end.
-                        if buf[..n].iter().any(|b| *b != 0) {
-                            sys::pwrite_all(fd.as_fd(), &buf[..n], off)?;
-                        }
-                        off += n as u64;
-                        // Let the disk work while we decompress: the fsync below then waits
-                        // only for the last few MiB instead of the whole file.
-                        if off - writeback_from >= WRITEBACK_CHUNK {
-                            sys::start_writeback(fd.as_fd(), writeback_from, off - writeback_from);
-                            writeback_from = off;
-                        }
-                    }
+                    copy_data(&src, fd.as_fd(), st.size)?;
                     rustix::fs::ftruncate(&fd, st.size)?;
                     data_fd = Some((fd, started));
                 }
@@ -382,4 +366,108 @@ pub(crate) fn restore_times(dir: BorrowedFd<'_>, st: &rustix::fs::Stat) -> io::R
     };
     rustix::fs::utimensat(dir, ".", &times, AtFlags::empty())?;
     Ok(())
+}
+
+/// Copy `size` bytes of lower file `src` into the new upper file `dst`, leaving all-zero
+/// chunks as holes (the caller sets the final size). Files of more than two chunks are read
+/// by a helper thread while this one writes, so decompressing or reading the lower layer
+/// (often cold on disk) overlaps with writing the copy; writeback is started as the copy
+/// goes, so the caller's fsync waits only for the last few MiB. Memory stays bounded at
+/// `READ_AHEAD + 1` chunks.
+fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+    let mut writer = ChunkWriter {
+        fd: dst,
+        writeback_from: 0,
+    };
+    if size <= 2 * CHUNK as u64 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = 0u64;
+        while off < size {
+            let want = CHUNK.min((size - off) as usize);
+            let n = src.read_at(off, &mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n], off)?;
+            off += n as u64;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) =
+            mpsc::sync_channel::<io::Result<(u64, usize, Vec<u8>)>>(READ_AHEAD);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..=READ_AHEAD {
+            let _ = empty_tx.send(vec![0u8; CHUNK]);
+        }
+        std::thread::Builder::new()
+            .name("squashbox-copyup".into())
+            .spawn_scoped(scope, move || {
+                let mut off = 0u64;
+                while off < size {
+                    // The writer hung up (it failed): stop reading.
+                    let Ok(mut buf) = empty_rx.recv() else { return };
+                    let want = CHUNK.min((size - off) as usize);
+                    let sent = match src.read_at(off, &mut buf[..want]) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            let sent = full_tx.send(Ok((off, n, buf)));
+                            off += n as u64;
+                            sent
+                        }
+                        Err(e) => {
+                            let _ = full_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            })?;
+        // Ends when the reader is done (it drops its sender) or on the first error (dropping
+        // the receivers stops the reader at its next chunk).
+        for chunk in full_rx {
+            let (off, n, buf) = chunk?;
+            writer.write(&buf[..n], off)?;
+            let _ = empty_tx.send(buf);
+        }
+        Ok(())
+    })
+}
+
+/// Writes copy-up chunks, skipping zeros and starting writeback as it goes.
+struct ChunkWriter<'fd> {
+    fd: BorrowedFd<'fd>,
+    writeback_from: u64,
+}
+
+impl ChunkWriter<'_> {
+    fn write(&mut self, data: &[u8], off: u64) -> io::Result<()> {
+        // Keep holes: all-zero pieces are skipped (the caller sets the size at the end) and
+        // the runs between them written with one call each.
+        let mut run: Option<usize> = None;
+        for (i, piece) in data.chunks(HOLE_GRAIN).enumerate() {
+            let start = i * HOLE_GRAIN;
+            match (piece.iter().any(|b| *b != 0), run) {
+                (true, None) => run = Some(start),
+                (false, Some(from)) => {
+                    sys::pwrite_all(self.fd, &data[from..start], off + from as u64)?;
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = run {
+            sys::pwrite_all(self.fd, &data[from..], off + from as u64)?;
+        }
+        let end = off + data.len() as u64;
+        // Let the disk work while we copy: the fsync then waits only for the last few MiB
+        // instead of the whole file.
+        if end - self.writeback_from >= WRITEBACK_CHUNK {
+            sys::start_writeback(self.fd, self.writeback_from, end - self.writeback_from);
+            self.writeback_from = end;
+        }
+        Ok(())
+    }
 }
