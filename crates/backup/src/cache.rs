@@ -77,7 +77,6 @@ pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Resu
 /// verified file is remembered by `{cache}/archives/{id}.verified` (device, inode, size,
 /// mtime, ctime and the hash), so later restores skip the hash until the file changes.
 fn verify_in_place(path: &Path, meta: &BackupMeta, cache: &Path) -> Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
     let id = meta.id.as_str();
     let fail = |msg: String| BackupError::restore_failed(msg).with_id(id);
     let m = match std::fs::metadata(path) {
@@ -98,17 +97,7 @@ fn verify_in_place(path: &Path, meta: &BackupMeta, cache: &Path) -> Result<PathB
             meta.size_bytes
         )));
     }
-    let stamp = format!(
-        "{} {} {} {}.{} {}.{} {}\n",
-        m.dev(),
-        m.ino(),
-        m.len(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-        meta.sha256
-    );
+    let stamp = stamp_of(&m, &meta.sha256);
     let marker = cache.join(format!("{id}.verified"));
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str()) {
         return Ok(path.to_path_buf());
@@ -123,12 +112,52 @@ fn verify_in_place(path: &Path, meta: &BackupMeta, cache: &Path) -> Result<PathB
             meta.size_bytes, meta.sha256
         )));
     }
-    // Best effort: without the marker the next restore just hashes again.
-    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(cache) {
-        use std::io::Write;
+    write_stamp(cache, id, &stamp);
+    Ok(path.to_path_buf())
+}
+
+/// What `{id}.verified` holds for a file: its identity (device, inode, size, mtime, ctime)
+/// and the hash it was found to have. Any write or replacement through the file system
+/// changes the identity, so a stale stamp never matches.
+fn stamp_of(m: &std::fs::Metadata, sha256: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{} {} {} {}.{} {}.{} {}\n",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        sha256
+    )
+}
+
+/// Best effort: without the stamp the next restore just hashes again.
+fn write_stamp(archives: &Path, id: &str, stamp: &str) {
+    use std::io::Write;
+    if std::fs::create_dir_all(archives).is_err() {
+        return;
+    }
+    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(archives) {
         if temp.write_all(stamp.as_bytes()).is_ok() {
-            let _ = temp.persist(&marker);
+            let _ = temp.persist(archives.join(format!("{id}.verified")));
         }
     }
-    Ok(path.to_path_buf())
+}
+
+/// Called by a create that built `meta`'s archive in place in a local store and hashed it:
+/// record it as verified, so the first restore on this machine mounts it at once instead of
+/// hashing it again. Best effort (a failure only costs that restore a hash pass).
+pub(crate) fn remember_verified(archive: &Path, meta: &BackupMeta, cache_dir: &Path) {
+    if let Ok(m) = std::fs::metadata(archive) {
+        if m.len() == meta.size_bytes {
+            write_stamp(
+                &cache_dir.join("archives"),
+                &meta.id,
+                &stamp_of(&m, &meta.sha256),
+            );
+        }
+    }
 }

@@ -39,6 +39,10 @@ pub struct BackupOptions {
     pub clock: Clock,
     /// State directory for locks (`None`: [`crate::paths::state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// Archive cache of this machine (`None`: [`crate::paths::cache_dir`]). A backup built
+    /// in place in a local store is recorded there as verified, so restoring it on this
+    /// machine does not hash it again.
+    pub cache_dir: Option<PathBuf>,
     /// Where the archive is built before upload. `None`: straight into a local store (no
     /// copy), or the system temp dir for other stores.
     pub temp_dir: Option<PathBuf>,
@@ -74,6 +78,7 @@ impl BackupOptions {
             store: None,
             clock: Clock::system(),
             state_dir: None,
+            cache_dir: None,
             temp_dir: None,
             progress: None,
         }
@@ -318,6 +323,17 @@ fn commit_archive(
         let _ = store.delete(&meta_key);
         let _ = store.delete(&data_key);
         return Err(fail(msg));
+    }
+    if already_stored {
+        // The hash above read the very file restores will mount: record that, so the first
+        // restore on this machine need not read all of it again.
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .or_else(|| crate::paths::cache_dir().ok());
+        if let Some(cache_dir) = cache_dir {
+            crate::cache::remember_verified(archive_path, &meta, &cache_dir);
+        }
     }
     Ok(meta.handle())
 }

@@ -218,7 +218,36 @@ fn local_store_archive_is_built_in_place() {
         "no staging file may remain"
     );
     assert!(verify_backup(&env.store, &handle.id).unwrap().ok);
+    // The create hashed the archive where it lies: this machine's cache records it as
+    // verified, so the first restore need not read it all again.
+    let stamp = env
+        .cache
+        .join("archives")
+        .join(format!("{}.verified", handle.id));
+    let recorded = std::fs::read_to_string(&stamp).expect("create records the verified archive");
+    let meta = read_meta(&env.store, &handle.id).unwrap();
+    assert!(recorded.trim_end().ends_with(&meta.sha256), "{recorded}");
     let out = env.path("restored");
     restore_to(&env, &handle, &out);
     assert_eq!(manifest(&out), before);
+    assert_eq!(std::fs::read_to_string(&stamp).unwrap(), recorded);
+
+    // The record names the file's identity, not just its id: an archive changed after the
+    // create (same size) is hashed again and refused.
+    let data = stored.join("data.sqsh");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let e = restore_backup(
+        &handle,
+        RestoreOptions {
+            dir: Some(env.path("restored-again")),
+            ..env.restore_options()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "BACKUP_RESTORE_FAILED");
+    assert!(e.message().contains("corrupted"), "{e}");
+    assert!(!env.path("restored-again").exists());
 }

@@ -31,6 +31,7 @@ impl Env {
         let mut o = BackupOptions::new(dir);
         o.store = Some(self.store.clone());
         o.state_dir = Some(self.state.clone());
+        o.cache_dir = Some(self.cache.clone());
         o.temp_dir = Some(self.path("tmp"));
         o
     }
