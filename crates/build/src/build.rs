@@ -191,36 +191,37 @@ pub(crate) fn run(
         one_file_system: options.one_file_system,
         skip_file: Some(image.dev_ino()?),
     };
-    let mut tree = walk(&source, &filter, &walk_options)?;
-    timer.phase("walk");
-    // Unreadable directories found by the walk are reported together with the files that
-    // fail to open or read in the data phase, so one run lists every problem.
-
     let pool = worker_pool(threads)?;
-
     let mut pipeline = start_data(&image, dest, codec, options, pool, threads)?;
 
-    // Regular files in tree order (hard links point at their first name).
+    // Regular files go to the data pipeline in tree order as the walk finds them, so the
+    // workers compress while the walk goes on (hard links point at their first name). The
+    // total for progress is known only once the walk ends.
     let mut file_nodes = Vec::new();
     let mut total = 0u64;
     let mut files = 0u64;
-    for (index, node) in tree.nodes.iter().enumerate() {
-        match node.kind {
-            NodeKind::File { size, holes } if !node.skipped => {
-                file_nodes.push(index as u32);
-                pipeline.add_path(tree.path_of(index as u32).into(), size, holes);
-                total += size;
+    let mut walked = 0u64;
+    let mut tree = walk(&source, &filter, &walk_options, &mut |index, path, node| {
+        if let NodeKind::File { size, holes } = node.kind {
+            file_nodes.push(index);
+            pipeline.add_path(path.into(), size, holes);
+            total += size;
+            files += 1;
+        }
+        pipeline.pump(&mut |n| walked += n)
+    })?;
+    timer.phase("walk");
+    // Unreadable directories found by the walk are reported together with the files that
+    // fail to open or read in the data phase, so one run lists every problem.
+    for node in &tree.nodes {
+        if let NodeKind::HardLink { target } = node.kind {
+            if matches!(tree.nodes[target as usize].kind, NodeKind::File { .. }) {
                 files += 1;
             }
-            NodeKind::HardLink { target } => {
-                if matches!(tree.nodes[target as usize].kind, NodeKind::File { .. }) {
-                    files += 1;
-                }
-            }
-            _ => {}
         }
     }
     let progress = Progress::new(options.progress, total);
+    progress.inc(walked);
     let (data, writer) = pipeline.finish(&mut |n| progress.inc(n))?;
     progress.finish();
     timer.phase("data");

@@ -357,13 +357,25 @@ impl<W: ImageSink> DataPipeline<W> {
     /// One unit of progress: finalize the file being placed if all its blocks are in, submit
     /// what the window allows, place the next block, or wait for a worker.
     fn advance(&mut self, progress: &mut dyn FnMut(u64)) -> Result<(), BuildError> {
+        if self.try_advance(progress)? {
+            return Ok(());
+        }
+        if self.in_flight_jobs == 0 {
+            return Err(stalled("nothing in flight"));
+        }
+        self.receive_one()
+    }
+
+    /// [`Self::advance`] without the waiting: false when nothing could be done until a
+    /// worker finishes.
+    fn try_advance(&mut self, progress: &mut dyn FnMut(u64)) -> Result<bool, BuildError> {
         if self.placing.is_none() && self.place_file < self.files.len() {
             self.placing = Some(self.new_placing(self.place_file));
         }
         if let Some(state) = self.placing.take_if(|p| p.jobs_left == 0) {
             self.finalize(self.place_file, state)?;
             self.place_file += 1;
-            return Ok(());
+            return Ok(true);
         }
         self.submit();
         if let Some(done) = self.reorder.remove(&self.next_place_seq) {
@@ -377,12 +389,24 @@ impl<W: ImageSink> DataPipeline<W> {
                 .ok_or_else(|| stalled("a block without a file"))?;
             let placed = self.place(&mut state, done);
             self.placing = Some(state);
-            return placed;
+            return placed.map(|()| true);
         }
-        if self.in_flight_jobs == 0 {
-            return Err(stalled("nothing in flight"));
+        Ok(false)
+    }
+
+    /// Do whatever needs no waiting: take in finished blocks, place them, submit more jobs
+    /// while the window has room. A caller that discovers files slowly (the directory walk)
+    /// calls this between entries, so the workers compress while the walk goes on instead
+    /// of after it. The image does not depend on when (or whether) this is called.
+    pub fn pump(&mut self, progress: &mut dyn FnMut(u64)) -> Result<(), BuildError> {
+        loop {
+            while let Ok(message) = self.rx.try_recv() {
+                self.accept(message)?;
+            }
+            if !self.try_advance(progress)? {
+                return Ok(());
+            }
         }
-        self.receive_one()
     }
 
     /// Submit path jobs until the window is full, every job is submitted, or the next file is
@@ -476,6 +500,10 @@ impl<W: ImageSink> DataPipeline<W> {
                 "worker pool stopped unexpectedly".into(),
             ))
         })?;
+        self.accept(message)
+    }
+
+    fn accept(&mut self, message: Message) -> Result<(), BuildError> {
         match message {
             Message::Block(done) => {
                 self.reorder.insert(done.seq, done);

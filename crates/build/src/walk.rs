@@ -149,8 +149,17 @@ struct Walker<'a> {
     hard_links: HashMap<(u64, u64), u32>,
 }
 
-/// Walk `source` (absolute and canonical).
-pub fn walk(source: &Path, filter: &Filter, options: &WalkOptions) -> Result<Tree, BuildError> {
+/// Called with each entry the walk records (index, full path, record), in index order, as
+/// soon as it is recorded: the builder starts storing file data while the walk goes on.
+pub type OnEntry<'a> = dyn FnMut(u32, &Path, &Node) -> Result<(), BuildError> + 'a;
+
+/// Walk `source` (absolute and canonical), telling `on_entry` about each entry.
+pub fn walk(
+    source: &Path,
+    filter: &Filter,
+    options: &WalkOptions,
+    on_entry: &mut OnEntry<'_>,
+) -> Result<Tree, BuildError> {
     let source_err = |message: String| BuildError::Source {
         path: source.to_path_buf(),
         message,
@@ -200,9 +209,12 @@ pub fn walk(source: &Path, filter: &Filter, options: &WalkOptions) -> Result<Tre
         let mut subdirs = Vec::new();
         for name in entries {
             let child_path = path.join(&name);
-            if let Some((child, Some(decision))) =
-                walker.add_entry(index, name, &child_path, &state)?
-            {
+            let Some((child, descend)) = walker.add_entry(index, name, &child_path, &state)?
+            else {
+                continue;
+            };
+            on_entry(child, &child_path, &walker.tree.nodes[child as usize])?;
+            if let Some(decision) = descend {
                 subdirs.push((child, child_path, decision));
             }
         }
