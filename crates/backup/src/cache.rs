@@ -52,12 +52,18 @@ pub fn fetch_archive(store: &Store, meta: &BackupMeta, cache_dir: &Path) -> Resu
         .suffix(".part")
         .tempfile_in(&dir)
         .map_err(|e| fail(format!("cannot create a file in {}: {e}", dir.display())))?;
+    let started = std::time::Instant::now();
     let sha = store
         .download_file(&key, size, temp.as_file())
         .map_err(|e| fail(format!("downloading {key} failed: {e}")))?;
+    let downloaded = started.elapsed();
     temp.as_file()
         .sync_all()
         .map_err(|e| fail(format!("syncing the download: {e}")))?;
+    log::debug!(
+        "fetched {size} bytes of {key}: download and hash {downloaded:?}, fsync {:?}",
+        started.elapsed() - downloaded
+    );
     let got_size = size;
     if got_size != meta.size_bytes || sha != meta.sha256 {
         return Err(fail(format!(
