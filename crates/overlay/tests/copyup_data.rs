@@ -14,17 +14,9 @@ use squashbox_overlay::OverlayOptions;
 
 const MIB: u64 = 1 << 20;
 
-/// A deterministic, incompressible-looking byte pattern (so blocks are stored as they are).
+/// Deterministic incompressible bytes (so blocks are stored as they are).
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    squashbox_testkit::tree::content_bytes(seed, len, false)
 }
 
 /// `data`: 9 MiB + 77 bytes with a 3 MiB hole in the middle and data on both sides and in

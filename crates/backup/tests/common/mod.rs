@@ -169,17 +169,9 @@ pub fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
+/// Deterministic pseudo-random (incompressible) bytes.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    squashbox_testkit::tree::content_bytes(seed, len, false)
 }
 
 /// What a tree looks like: path → (type, permission bits, size, content hash / link target).
