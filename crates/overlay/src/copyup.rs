@@ -99,7 +99,7 @@ impl Overlay {
             for round in 0..2 {
                 if self.upper.index_get(state.ino).is_none() {
                     let tmp = self.build_copy(layer, obj, &st, state.ino)?;
-                    if let Err(e) = self.upper.index_add(&tmp, state.ino) {
+                    if let Err(e) = self.upper.index_add(&tmp, state.ino, !self.cfg.volatile) {
                         let _ = self.upper.remove_tree(self.upper.work(), &tmp);
                         return Err(e);
                     }
@@ -130,8 +130,8 @@ impl Overlay {
         // Make the new name durable too when it carries data. Directory (and other data-less)
         // copy-ups are not synced one by one: losing one in a crash only shows the lower
         // object again, and a later sync of a directory below commits them (ext4/xfs journal
-        // metadata in order).
-        if st.kind == Kind::File {
+        // metadata in order). Volatile mode syncs nothing.
+        if st.kind == Kind::File && !self.cfg.volatile {
             let started = Instant::now();
             crate::upper::sync_dir(pdir)?;
             log::debug!("copy-up: directory sync {:?}", started.elapsed());
@@ -144,7 +144,8 @@ impl Overlay {
 
     /// Build a complete copy of lower object `obj` in the work directory and return its
     /// temporary name. A regular file's data and metadata are synced before this returns, so
-    /// the rename that publishes it can never expose an empty or partial file after a crash.
+    /// the rename that publishes it can never expose an empty or partial file after a crash
+    /// (except in volatile mode, which neither syncs nor starts writeback early).
     fn build_copy(
         &self,
         layer: &Layer,
@@ -169,7 +170,7 @@ impl Overlay {
                         Mode::from_raw_mode(0o600),
                     )?;
                     let src = layer.open_file(obj)?;
-                    copy_data(&src, fd.as_fd(), st.size)?;
+                    copy_data(&src, fd.as_fd(), st.size, !self.cfg.volatile)?;
                     rustix::fs::ftruncate(&fd, st.size)?;
                     data_fd = Some((fd, started));
                 }
@@ -208,13 +209,20 @@ impl Overlay {
                 // Data, size, xattrs, owner, mode and times reach the disk before the copy
                 // gets a visible name.
                 let copied = started.elapsed();
-                rustix::fs::fsync(&fd)?;
-                log::debug!(
-                    "copy-up of {} bytes: copy {:?}, fsync {:?}",
-                    st.size,
-                    copied,
-                    started.elapsed() - copied
-                );
+                if self.cfg.volatile {
+                    log::debug!(
+                        "copy-up of {} bytes: copy {copied:?} (volatile: no fsync)",
+                        st.size
+                    );
+                } else {
+                    rustix::fs::fsync(&fd)?;
+                    log::debug!(
+                        "copy-up of {} bytes: copy {:?}, fsync {:?}",
+                        st.size,
+                        copied,
+                        started.elapsed() - copied
+                    );
+                }
             }
             Ok(())
         })();
@@ -372,12 +380,13 @@ pub(crate) fn restore_times(dir: BorrowedFd<'_>, st: &rustix::fs::Stat) -> io::R
 /// chunks as holes (the caller sets the final size). Files of more than two chunks are read
 /// by a helper thread while this one writes, so decompressing or reading the lower layer
 /// (often cold on disk) overlaps with writing the copy; writeback is started as the copy
-/// goes, so the caller's fsync waits only for the last few MiB. Memory stays bounded at
-/// `READ_AHEAD + 1` chunks.
-fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+/// goes (with `writeback`), so the caller's fsync waits only for the last few MiB. Memory
+/// stays bounded at `READ_AHEAD + 1` chunks.
+fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64, writeback: bool) -> io::Result<()> {
     let mut writer = ChunkWriter {
         fd: dst,
         writeback_from: 0,
+        writeback,
     };
     if size <= 2 * CHUNK as u64 {
         let mut buf = vec![0u8; CHUNK];
@@ -440,6 +449,8 @@ fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64) -> io::Result<()> 
 struct ChunkWriter<'fd> {
     fd: BorrowedFd<'fd>,
     writeback_from: u64,
+    /// Start writeback as the copy goes (off in volatile mode: nothing waits for the disk).
+    writeback: bool,
 }
 
 impl ChunkWriter<'_> {
@@ -464,7 +475,7 @@ impl ChunkWriter<'_> {
         let end = off + data.len() as u64;
         // Let the disk work while we copy: the fsync then waits only for the last few MiB
         // instead of the whole file.
-        if end - self.writeback_from >= WRITEBACK_CHUNK {
+        if self.writeback && end - self.writeback_from >= WRITEBACK_CHUNK {
             sys::start_writeback(self.fd, self.writeback_from, end - self.writeback_from);
             self.writeback_from = end;
         }

@@ -86,6 +86,8 @@ impl LowerLookup {
 pub(crate) struct EngineConfig {
     pub ttl: Duration,
     pub running_as_root: bool,
+    /// Volatile mode: never sync the upper filesystem (see `crate::volatile`).
+    pub volatile: bool,
 }
 
 /// Shared state of one mounted overlay.
@@ -103,6 +105,9 @@ pub(crate) struct Overlay {
     /// Per lower layer, built on first need: image inode number -> every path (from the layer
     /// root) of a non-directory hard-linked inside the layer. Holds only hard-linked names.
     pub hardlinks: Mutex<HashMap<usize, Arc<LayerLinks>>>,
+    /// In volatile mode, the crash marker in the work directory; dropped (upper synced, then
+    /// marker removed) when the overlay ends, after every request was answered.
+    pub volatile_marker: Option<crate::volatile::Marker>,
 }
 
 /// Paths of hard-linked non-directories of one layer, by layer inode number.
@@ -145,6 +150,7 @@ impl Overlay {
             cfg,
             linkup: Mutex::new(()),
             hardlinks: Mutex::new(HashMap::new()),
+            volatile_marker: None,
         })
     }
 

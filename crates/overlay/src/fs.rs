@@ -30,15 +30,17 @@ use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFla
 
 use crate::core::{errno, NodeCtx, Overlay};
 use crate::handle::Handle;
-use crate::lower::Kind;
+use crate::lower::{Kind, LowerObj};
 use crate::namespace::{Caller, NewObject};
 use crate::node::{split_path, NodeState, ROOT};
 use crate::sys::{self, os};
 use crate::IoMode;
 
-/// Most lower-node attribute records kept; the cache is simply emptied when full (entries are
-/// cheap to rebuild), which bounds memory whatever the size of the layers.
-const ATTR_CACHE_MAX: usize = 65_536;
+/// Most lower-node attribute records (and "no capability" marks) kept; the cache is simply
+/// emptied when full (entries are cheap to rebuild), which bounds memory whatever the size of
+/// the layers. 57,344 is what a hash table of 65,536 slots holds before it doubles (its load
+/// limit is 7/8), so the attribute table never exceeds 65,536 slots (~8 MB).
+const ATTR_CACHE_MAX: usize = 57_344;
 
 const SECURITY_CAPABILITY: &[u8] = b"security.capability";
 
@@ -219,8 +221,8 @@ impl OverlayFs {
 
     /// Attributes of a lower-only node, from the per-node cache when possible.
     fn lower_attr(&self, state: &NodeState) -> io::Result<FileAttr> {
-        if let Some(a) = self.lower_attrs.lock().get(&state.ino) {
-            return Ok(*a);
+        if let Some(a) = self.cached_lower_attr(state.ino) {
+            return Ok(a);
         }
         let a = self.ov.attr_from_lower(state)?;
         let mut c = self.lower_attrs.lock();
@@ -231,13 +233,32 @@ impl OverlayFs {
         Ok(a)
     }
 
-    /// Attributes of a resolved node.
-    fn node_attr(&self, ctx: &NodeCtx) -> io::Result<FileAttr> {
-        if ctx.state.upper {
-            self.ov.attr(ctx)
-        } else {
-            self.lower_attr(&ctx.state)
+    fn cached_lower_attr(&self, ino: u64) -> Option<FileAttr> {
+        self.lower_attrs.lock().get(&ino).copied()
+    }
+
+    /// Attributes of a node just resolved as `state` at (`parent_path`, `name`); the path is
+    /// built only for an upper object (lower attributes need none).
+    fn resolved_attr(
+        &self,
+        parent: u64,
+        parent_path: &[u8],
+        name: &[u8],
+        state: NodeState,
+    ) -> io::Result<(NodeState, FileAttr)> {
+        if !state.upper {
+            let attr = self.lower_attr(&state)?;
+            return Ok((state, attr));
         }
+        let child = NodeCtx {
+            id: state.ino,
+            parent,
+            name: name.to_vec(),
+            path: crate::node::join(parent_path, name),
+            state,
+        };
+        let attr = self.ov.attr(&child)?;
+        Ok((child.state, attr))
     }
 
     /// Decide how a new handle on `node` does its I/O and record it: passthrough (returns the
@@ -351,9 +372,17 @@ impl OverlayFs {
             }
         }
         let _g = self.ov.ns.read();
-        if let Some(state) = self.ov.state_of(id) {
-            if !state.upper {
-                return self.lower_attr(&state);
+        // A lower-only node: its attributes never change (the id names one lower object).
+        // Checked without cloning the node's state.
+        let lower_only = self.ov.table.lock().get(id).map(|n| !n.state.upper);
+        if lower_only == Some(true) {
+            if let Some(a) = self.cached_lower_attr(id) {
+                return Ok(a);
+            }
+            if let Some(state) = self.ov.state_of(id) {
+                if !state.upper {
+                    return self.lower_attr(&state);
+                }
             }
         }
         match self.ov.ctx(id) {
@@ -628,7 +657,20 @@ impl OverlayFs {
     /// Caller holds the namespace lock (shared).
     fn getxattr_uncached(&self, id: u64, key: &[u8]) -> io::Result<Vec<u8>> {
         // Lower-only nodes need no path: answered from the image (an inode without xattrs
-        // costs nothing), which keeps the security.* probes of `ls -l` per entry cheap.
+        // costs nothing), which keeps the security.* and ACL probes of `ls -l` (two per entry)
+        // cheap. The common "image inode without xattrs" answer is found without copying
+        // the node's state.
+        {
+            let t = self.ov.table.lock();
+            let n = t.get(id).ok_or_else(|| errno(libc::ENOENT))?;
+            if let (false, Some((_, LowerObj::Image(inode)))) =
+                (n.state.upper, n.state.lowers.first())
+            {
+                if inode.xattr_index.is_none() {
+                    return Err(errno(libc::ENODATA));
+                }
+            }
+        }
         let state = self.ov.state_of(id).ok_or_else(|| errno(libc::ENOENT))?;
         if state.upper {
             let (_, pdir, name) = self.xattr_target(id)?;
@@ -777,14 +819,10 @@ impl Filesystem for OverlayFs {
             Some(s) => s,
             None => return reply.error(Errno::ENOENT),
         };
-        let child = crate::core::NodeCtx {
-            id: state.ino,
-            parent: parent.0,
-            name: name.as_bytes().to_vec(),
-            path: crate::node::join(&pctx.path, name.as_bytes()),
-            state: state.clone(),
-        };
-        let attr = tri!(reply, self.node_attr(&child));
+        let (state, attr) = tri!(
+            reply,
+            self.resolved_attr(parent.0, &pctx.path, name.as_bytes(), state)
+        );
         let generation = {
             let mut t = self.ov.table.lock();
             let id = t.insert_lookup(parent.0, name.as_bytes(), state);
@@ -1069,6 +1107,10 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         let h = tri!(reply, self.handle(fh));
+        // Volatile mode omits every sync of the upper filesystem (like the kernel's).
+        if self.ov.cfg.volatile {
+            return reply.ok();
+        }
         if let Handle::Upper { fd, .. } = &*h {
             let r = if datasync {
                 rustix::fs::fdatasync(fd)
@@ -1140,6 +1182,14 @@ impl Filesystem for OverlayFs {
         let _g = self.ov.ns.read();
         // A directory removed while open has nothing left to show but "." and "..".
         let dir = self.ov.ctx(ino.0).ok();
+        // Its upper directory, opened once for the page (each entry checks it for a shadow).
+        let upper_dir = match &dir {
+            Some(d) if d.state.upper => match self.ov.upper.open_dir(&d.path) {
+                Ok(fd) => Some(fd),
+                Err(e) => return reply.error(to_errno(e)),
+            },
+            _ => None,
+        };
         let mut added = 0usize;
         for (i, item) in items.iter().enumerate().skip(offset as usize) {
             let off = (i + 1) as u64;
@@ -1161,18 +1211,15 @@ impl Filesystem for OverlayFs {
                 continue;
             }
             let Some(dir) = &dir else { continue };
-            let resolved = self.ov.resolve_listed(dir, item).and_then(|state| {
-                let Some(state) = state else { return Ok(None) };
-                let child = NodeCtx {
-                    id: state.ino,
-                    parent: ino.0,
-                    name: item.name.clone(),
-                    path: crate::node::join(&dir.path, &item.name),
-                    state,
-                };
-                let attr = self.node_attr(&child)?;
-                Ok(Some((child.state, attr)))
-            });
+            let resolved = self
+                .ov
+                .resolve_listed(dir, upper_dir.as_ref().map(|f| f.as_fd()), item)
+                .and_then(|state| match state {
+                    None => Ok(None),
+                    Some(state) => self
+                        .resolved_attr(ino.0, &dir.path, &item.name, state)
+                        .map(Some),
+                });
             let (state, attr) = match resolved {
                 Ok(Some(v)) => v,
                 Ok(None) => {
@@ -1236,6 +1283,9 @@ impl Filesystem for OverlayFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if self.ov.cfg.volatile {
+            return reply.ok();
+        }
         let _g = self.ov.ns.read();
         let ctx = tri!(reply, self.ov.ctx(ino.0));
         if ctx.state.upper {

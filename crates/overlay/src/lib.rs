@@ -34,6 +34,7 @@ mod node;
 mod readdir;
 mod sys;
 mod upper;
+mod volatile;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,14 @@ pub struct OverlayOptions {
     pub passthrough: bool,
     /// Without passthrough, let the kernel cache writes (FUSE writeback cache).
     pub writeback_cache: bool,
+    /// Never sync the upper filesystem (like the kernel overlayfs' `-o volatile`): copy-ups
+    /// are not `fsync`ed before they are published, and `fsync`/`fsyncdir` through the mount
+    /// return at once. Faster (a copy-up no longer waits for the disk), but after a machine
+    /// crash the upper directory may hold empty or partial files under their real names.
+    /// The mount leaves a marker in the work directory (`WORK/squashbox-volatile/`) that a
+    /// clean unmount removes after syncing the upper filesystem; a later mount that finds
+    /// it from an earlier boot fails with [`OverlayError::VolatileCrash`].
+    pub volatile: bool,
 }
 
 /// How data of files open in the upper directory moves, as negotiated with the kernel.
@@ -104,6 +113,7 @@ impl Default for OverlayOptions {
             fsname: "squashbox-overlay".to_string(),
             passthrough: true,
             writeback_cache: true,
+            volatile: false,
         }
     }
 }
@@ -132,6 +142,29 @@ pub enum OverlayError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// The work directory holds the marker of a volatile mount that did not end cleanly
+    /// before the machine restarted (or whose state could not be synced): the upper directory
+    /// may be inconsistent (files empty or partly written). Nothing was changed.
+    #[error(
+        "{marker} exists: a volatile mount of this upper directory did not end cleanly, and \
+         {reason}; the upper directory may be inconsistent (empty or partial files). Discard \
+         the upper and work directories, or, if you know the upper directory is intact, delete \
+         {marker} and mount again"
+    )]
+    VolatileCrash {
+        /// The marker directory.
+        marker: PathBuf,
+        /// Why it cannot be accepted automatically.
+        reason: String,
+    },
+    /// A volatile mount of this work directory is still being served (its marker is locked).
+    #[error(
+        "{marker} is held by a running volatile mount of this upper directory; unmount it first"
+    )]
+    VolatileInUse {
+        /// The marker directory.
+        marker: PathBuf,
     },
     /// Unmounting failed.
     #[error("unmount of {mountpoint} failed: {source}")]
@@ -309,6 +342,9 @@ fn build_fs(
             lower::Layer::open(l).map_err(io_ctx(format!("opening lower layer {i} ({l:?})")))?,
         );
     }
+    // Before anything in the upper or work directory changes: a marker left by a volatile
+    // mount that did not end cleanly must be refused (or, same boot, recovered).
+    volatile::check(work, upper)?;
     let up = upper::Upper::open(upper, work, options.xattr_namespace).map_err(|e| {
         if e.kind() == io::ErrorKind::InvalidInput {
             OverlayError::InvalidArgument(e.to_string())
@@ -326,8 +362,16 @@ fn build_fs(
     let cfg = core::EngineConfig {
         ttl: options.cache_ttl,
         running_as_root: rustix::process::geteuid().is_root(),
+        volatile: options.volatile,
     };
-    let ov = core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
+    let marker = if options.volatile {
+        Some(volatile::Marker::create(work, upper)?)
+    } else {
+        None
+    };
+    let mut ov =
+        core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
+    ov.volatile_marker = marker;
     Ok(fs::OverlayFs::new(
         Arc::new(ov),
         options.passthrough,

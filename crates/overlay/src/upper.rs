@@ -308,9 +308,9 @@ impl Upper {
     }
 
     /// Move the finished copy `tmp` (in the work directory) into the index as the entry of
-    /// `ino`, durably (the index directory is synced: the entry is what every name of the
-    /// object will link to, also after a crash).
-    pub(crate) fn index_add(&self, tmp: &[u8], ino: u64) -> io::Result<()> {
+    /// `ino`, with `durable` (not in volatile mode) durably: the index directory is synced, as
+    /// the entry is what every name of the object will link to, also after a crash.
+    pub(crate) fn index_add(&self, tmp: &[u8], ino: u64, durable: bool) -> io::Result<()> {
         let name = index_name(ino);
         rustix::fs::renameat_with(
             &self.work,
@@ -319,7 +319,9 @@ impl Upper {
             os(&name),
             rustix::fs::RenameFlags::NOREPLACE,
         )?;
-        sync_dir(self.index.as_fd())?;
+        if durable {
+            sync_dir(self.index.as_fd())?;
+        }
         let st = rustix::fs::statat(&self.index, os(&name), AtFlags::SYMLINK_NOFOLLOW)?;
         self.indexed.lock().insert(ino, st.st_ino);
         Ok(())
