@@ -28,13 +28,15 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, MountGuard>> {
     REGISTRY.get_or_init(Default::default)
 }
 
-/// Mount `archive` as an overlay on `target` in this process and record it.
+/// Mount `archive` as an overlay on `target` in this process and record it (`volatile`: never
+/// sync the upper dir, see `OverlayOptions::volatile`).
 pub(crate) fn mount(
     archive: Archive,
     archive_path: &Path,
     target: &Path,
     id: &str,
     state_dir: &Path,
+    volatile: bool,
 ) -> Result<()> {
     let fail = |msg: String| {
         BackupError::restore_failed(msg)
@@ -76,7 +78,10 @@ pub(crate) fn mount(
         &upper,
         &work,
         target,
-        OverlayOptions::default(),
+        OverlayOptions {
+            volatile,
+            ..OverlayOptions::default()
+        },
     ) {
         Ok(h) => h,
         Err(e) => {

@@ -44,6 +44,10 @@ pub struct RestoreOptions {
     pub state_dir: Option<PathBuf>,
     /// Archive cache dir (`None`: default).
     pub cache_dir: Option<PathBuf>,
+    /// Overlay mode: never sync the overlay's upper dir (`OverlayOptions::volatile`, like the
+    /// kernel overlayfs' `-o volatile`). Faster copy-ups; after a machine crash the changes
+    /// made through the restored directory may be partly lost. Ignored in copy mode.
+    pub volatile: bool,
 }
 
 /// What a restore did.
@@ -129,8 +133,11 @@ fn restore_into(id: &str, target: &Path, options: &RestoreOptions) -> Result<Res
         .map_err(|e| fail(format!("cannot take the directory lock: {e}")))?;
     match options.mode {
         RestoreMode::Copy => restore_copy(&archive, target, &state_dir).map_err(fail)?,
-        RestoreMode::Overlay => overlay_mode::mount(archive, &archive_path, target, id, &state_dir)
-            .map_err(|e| e.recode(ErrorCode::BackupRestoreFailed).with_id(id))?,
+        RestoreMode::Overlay => {
+            let volatile = options.volatile;
+            overlay_mode::mount(archive, &archive_path, target, id, &state_dir, volatile)
+                .map_err(|e| e.recode(ErrorCode::BackupRestoreFailed).with_id(id))?
+        }
     }
     Ok(RestoreResult {
         success: true,

@@ -63,14 +63,25 @@ fn squashbox(args: &[&std::ffi::OsStr]) -> TimedOutput {
 
 /// `squashbox overlay --lower IMG --upper UPPER MNT` (daemon mode): guarded, ready on return.
 fn overlay_daemon(s: &Setup) -> (MountGuard, u32) {
-    let out = squashbox(&[
+    overlay_daemon_with(s, &[])
+}
+
+/// `squashbox overlay --lower IMG --upper UPPER [EXTRA...] MNT`.
+fn overlay_command(s: &Setup, extra: &[&str]) -> TimedOutput {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "overlay".as_ref(),
         "--lower".as_ref(),
         s.img.as_ref(),
         "--upper".as_ref(),
         s.upper.as_ref(),
-        s.mnt.as_ref(),
-    ]);
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.push(s.mnt.as_ref());
+    squashbox(&args)
+}
+
+fn overlay_daemon_with(s: &Setup, extra: &[&str]) -> (MountGuard, u32) {
+    let out = overlay_command(s, extra);
     assert!(out.success(), "squashbox overlay: {}", out.describe());
     let guard = MountGuard::fuse(&s.mnt);
     assert!(
@@ -232,6 +243,65 @@ fn umount_recovers_an_overlay_whose_daemon_was_killed() {
     assert_eq!(fs::read(s.mnt.join("written")).unwrap(), b"before the kill");
     assert!(fs::symlink_metadata(s.mnt.join("gone")).is_err());
     assert_eq!(fs::read(s.mnt.join("keep")).unwrap(), b"keep\n");
+    umount(&s);
+    wait_gone(pid);
+    drop(guard);
+}
+
+#[test]
+fn volatile_overlay_marker_guards_the_upper_dir_after_a_killed_daemon() {
+    let Some(s) = setup() else { return };
+    let marker = s.tmp.path().join("upper.work/squashbox-volatile");
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+
+    // Clean session: the marker exists while mounted and goes with `squashbox umount`.
+    let (guard, pid) = overlay_daemon_with(&s, &["--volatile"]);
+    assert_eq!(fs::read_to_string(marker.join("boot_id")).unwrap(), boot);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(s.mnt.join("d/big"))
+        .unwrap()
+        .write_all(b"!")
+        .unwrap();
+    umount(&s);
+    wait_gone(pid);
+    drop(guard);
+    assert!(!marker.exists(), "marker left after a clean unmount");
+    let mut want = vec![7u8; 1 << 20];
+    want.push(b'!');
+    assert!(fs::read(s.upper.join("d/big")).unwrap() == want);
+
+    // Killed daemon: the marker stays.
+    let (guard, pid) = overlay_daemon_with(&s, &["--volatile"]);
+    fs::write(s.mnt.join("written"), b"volatile write").unwrap();
+    // SAFETY: kill(2) on the PID of the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_gone(pid);
+    umount(&s);
+    drop(guard);
+    assert!(marker.join("boot_id").exists(), "marker of a killed daemon");
+
+    // As if the machine had crashed since: the next mount is refused, nothing mounted.
+    fs::write(
+        marker.join("boot_id"),
+        "00000000-0000-4000-8000-000000000000\n",
+    )
+    .unwrap();
+    let out = overlay_command(&s, &[]);
+    assert!(
+        !out.success(),
+        "mount after a crashed volatile session succeeded"
+    );
+    let text = out.describe();
+    assert!(text.contains("may be inconsistent"), "{text}");
+    assert!(text.contains("squashbox-volatile"), "{text}");
+    assert!(!is_mounted(&s.mnt));
+
+    // Same boot (only the daemon was killed): synced, marker removed, mounted as it was.
+    fs::write(marker.join("boot_id"), &boot).unwrap();
+    let (guard, pid) = overlay_daemon(&s);
+    assert!(!marker.exists(), "recovered marker removed");
+    assert_eq!(fs::read(s.mnt.join("written")).unwrap(), b"volatile write");
     umount(&s);
     wait_gone(pid);
     drop(guard);

@@ -42,6 +42,14 @@ pub struct Args {
     /// next to the upper directory; created if missing].
     #[arg(long, value_name = "DIR")]
     work: Option<PathBuf>,
+    /// Never sync the upper directory (like the kernel overlayfs' -o volatile): copy-ups of
+    /// large files no longer wait for the disk and fsync through the mount returns at once,
+    /// but after a machine crash the upper directory may hold empty or partial files. A
+    /// marker in the work directory (squashbox-volatile/) makes a mount after such a crash
+    /// fail until you discard the upper and work directories or delete the marker; a clean
+    /// unmount syncs and removes it.
+    #[arg(long)]
+    volatile: bool,
     /// An existing, empty directory to mount on.
     mountpoint: PathBuf,
     #[command(flatten)]
@@ -53,6 +61,7 @@ pub fn run(args: Args) -> CliResult {
     let settings = args.serve.settings("rw", "overlay", "allow_other")?;
     let mut options = OverlayOptions {
         allow_other: settings.allow_other,
+        volatile: args.volatile,
         ..OverlayOptions::default()
     };
     if let Some(threads) = settings.threads {
@@ -106,6 +115,9 @@ fn spawn_daemon(args: &Args) -> CliResult {
     }
     cmd.arg("--upper").arg(abs(&args.upper)?);
     cmd.arg("--work").arg(abs(&work_dir(args))?);
+    if args.volatile {
+        cmd.arg("--volatile");
+    }
     cmd.arg("--").arg(abs(&args.mountpoint)?);
     daemon::spawn_and_wait_ready(cmd, "overlay daemon")
 }

@@ -34,6 +34,11 @@ pub struct Args {
     /// Extract real files (replacing the directory's content) instead of mounting.
     #[arg(long)]
     copy: bool,
+    /// Overlay mode: never sync the overlay's upper dir (like the kernel overlayfs' -o
+    /// volatile): faster copy-ups of large files, but changes made in the restored directory
+    /// may be partly lost in a machine crash (the backup itself is never at risk).
+    #[arg(long, conflicts_with = "copy")]
+    volatile: bool,
     #[command(flatten)]
     store: StoreArgs,
     /// Print the result as JSON (errors as {"code","message","context"}).
@@ -146,6 +151,7 @@ fn restore(args: &Args) -> Result<RestoreResult, BackupError> {
             RestoreMode::Overlay
         },
         store: Some(args.store.open()?),
+        volatile: args.volatile,
         ..Default::default()
     };
     let result = if squashbox_backup::parse_id(&args.backup).is_ok() {
@@ -178,6 +184,9 @@ fn spawn_server(args: &Args) -> CliResult {
     }
     if let Some(store) = &args.store.store {
         cmd.arg("--store").arg(store);
+    }
+    if args.volatile {
+        cmd.arg("--volatile");
     }
     // A handle file path must survive the server's chdir.
     let backup = if squashbox_backup::parse_id(&args.backup).is_ok() {
