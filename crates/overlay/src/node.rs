@@ -4,8 +4,15 @@
 //! names it is known under and what the overlay resolved for it (is there an upper object,
 //! which lower objects merge under it). Nodes are created by lookup and dropped when the kernel forgets them, so memory is
 //! proportional to what the kernel caches, not to the size of the layers.
+//!
+//! A node stores no path: its path is rebuilt from its first (parent, name) when needed. A
+//! name is stored once, shared by the node's alias list and the (parent, name) index, and a
+//! node with one name (nearly all) keeps it inline.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::lower::{Kind, LowerObj};
 
@@ -14,6 +21,9 @@ pub(crate) const ROOT: u64 = 1;
 
 /// Lower objects merged under one name, topmost first: (layer index, object).
 pub(crate) type LowerDirs = Vec<(usize, LowerObj)>;
+
+/// One name of a node: (parent node id, name). The name is shared with the table's index.
+pub(crate) type Alias = (u64, Arc<[u8]>);
 
 /// What the overlay knows about one merged-tree object.
 #[derive(Clone, Debug)]
@@ -32,13 +42,82 @@ pub(crate) struct NodeState {
     pub ino: u64,
 }
 
+/// The names of one node, in the order they became known. Nearly every node has exactly one,
+/// kept inline (no separate allocation).
+#[derive(Debug, Default)]
+pub(crate) enum Aliases {
+    #[default]
+    Empty,
+    One(Alias),
+    Many(Vec<Alias>),
+}
+
+impl Aliases {
+    pub(crate) fn as_slice(&self) -> &[Alias] {
+        match self {
+            Aliases::Empty => &[],
+            Aliases::One(a) => std::slice::from_ref(a),
+            Aliases::Many(v) => v,
+        }
+    }
+
+    pub(crate) fn first(&self) -> Option<&Alias> {
+        self.as_slice().first()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// The stored alias equal to (parent, name), if any.
+    fn find(&self, parent: u64, name: &[u8]) -> Option<&Alias> {
+        self.as_slice()
+            .iter()
+            .find(|(p, n)| *p == parent && &n[..] == name)
+    }
+
+    fn push(&mut self, a: Alias) {
+        *self = match std::mem::take(self) {
+            Aliases::Empty => Aliases::One(a),
+            Aliases::One(x) => Aliases::Many(vec![x, a]),
+            Aliases::Many(mut v) => {
+                v.push(a);
+                Aliases::Many(v)
+            }
+        };
+    }
+
+    fn remove(&mut self, parent: u64, name: &[u8]) {
+        *self = match std::mem::take(self) {
+            Aliases::One(x) if x.0 == parent && &x.1[..] == name => Aliases::Empty,
+            Aliases::Many(mut v) => {
+                v.retain(|(p, n)| !(*p == parent && &n[..] == name));
+                match v.len() {
+                    0 => Aliases::Empty,
+                    1 => Aliases::One(v.pop().expect("one element")),
+                    _ => Aliases::Many(v),
+                }
+            }
+            other => other,
+        };
+    }
+}
+
+impl<'a> IntoIterator for &'a Aliases {
+    type Item = &'a Alias;
+    type IntoIter = std::slice::Iter<'a, Alias>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 /// One node. Its FUSE node id is its stable inode number (fuser sends `st_ino` as the node
 /// id), so every name of a hard-linked file maps to the same node: `aliases` holds them all.
 #[derive(Debug)]
 pub(crate) struct Node {
     /// (parent node id, name) of every name known for this node; empty once all were
     /// unlinked (the node then lives only for open handles until the kernel forgets it).
-    pub aliases: Vec<(u64, Vec<u8>)>,
+    pub aliases: Aliases,
     pub lookups: u64,
     pub state: NodeState,
     /// FUSE generation: changes when the id starts naming a different object (an upper inode
@@ -47,11 +126,70 @@ pub(crate) struct Node {
     pub generation: u64,
 }
 
+/// Key of the (parent, name) index. Looked up through [`ChildRef`] so a lookup by a borrowed
+/// name allocates nothing.
+#[derive(Debug)]
+struct ChildKey(Alias);
+
+/// A (parent, name) pair as the index hashes and compares it.
+trait ChildRef {
+    fn parts(&self) -> (u64, &[u8]);
+}
+
+impl ChildRef for ChildKey {
+    fn parts(&self) -> (u64, &[u8]) {
+        (self.0 .0, &self.0 .1)
+    }
+}
+
+impl ChildRef for (u64, &[u8]) {
+    fn parts(&self) -> (u64, &[u8]) {
+        (self.0, self.1)
+    }
+}
+
+impl Hash for dyn ChildRef + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (p, n) = self.parts();
+        p.hash(h);
+        n.hash(h);
+    }
+}
+
+impl PartialEq for dyn ChildRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn ChildRef + '_ {}
+
+// `Hash`/`Eq` of the key must agree with those of its borrowed form.
+impl Hash for ChildKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self as &dyn ChildRef).hash(h)
+    }
+}
+
+impl PartialEq for ChildKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for ChildKey {}
+
+impl<'a> Borrow<dyn ChildRef + 'a> for ChildKey {
+    fn borrow(&self) -> &(dyn ChildRef + 'a) {
+        self
+    }
+}
+
 /// All nodes, indexed by id and by (parent, name).
 #[derive(Debug)]
 pub(crate) struct NodeTable {
     nodes: HashMap<u64, Node>,
-    children: HashMap<(u64, Vec<u8>), u64>,
+    children: HashMap<ChildKey, u64>,
     next_generation: u64,
 }
 
@@ -61,7 +199,7 @@ impl NodeTable {
         nodes.insert(
             ROOT,
             Node {
-                aliases: Vec::new(),
+                aliases: Aliases::Empty,
                 lookups: 1,
                 state: root,
                 generation: 0,
@@ -84,32 +222,31 @@ impl NodeTable {
 
     /// The node currently known at (parent, name).
     pub(crate) fn child(&self, parent: u64, name: &[u8]) -> Option<u64> {
-        self.children.get(&(parent, name.to_vec())).copied()
+        self.children.get(&(parent, name) as &dyn ChildRef).copied()
     }
 
     /// Record a lookup of (parent, name) resolving to `state`; returns the node id (the
     /// state's inode number).
     pub(crate) fn insert_lookup(&mut self, parent: u64, name: &[u8], state: NodeState) -> u64 {
         let id = state.ino;
-        let key = (parent, name.to_vec());
-        if let Some(old) = self.children.get(&key).copied() {
+        let old = self.child(parent, name);
+        if let Some(old) = old {
             if old != id {
                 self.remove_alias(old, parent, name);
             }
         }
         let fresh_generation = self.next_generation;
-        match self.nodes.get_mut(&id) {
+        let alias = match self.nodes.get_mut(&id) {
             Some(n) => {
                 if n.state.kind != state.kind || n.aliases.is_empty() {
                     // A reused inode number (or a name of an object whose every known name
                     // was removed): treat it as a new object for the kernel.
-                    for a in std::mem::take(&mut n.aliases) {
-                        self.children.remove(&a);
+                    for a in std::mem::take(&mut n.aliases).as_slice() {
+                        self.children.remove(&(a.0, &a.1[..]) as &dyn ChildRef);
                     }
                     n.generation = fresh_generation;
                     self.next_generation += 1;
                 }
-                let n = self.nodes.get_mut(&id).expect("present");
                 n.lookups += 1;
                 // Never turn a copied-up non-directory back into its lower object: a name
                 // resolved from the lower layer with the same number is another name of the
@@ -122,34 +259,43 @@ impl NodeTable {
                 if !keep_upper {
                     n.state = state;
                 }
-                if !n.aliases.contains(&key) {
-                    n.aliases.push(key.clone());
+                match n.aliases.find(parent, name) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a: Alias = (parent, Arc::from(name));
+                        n.aliases.push(a.clone());
+                        a
+                    }
                 }
             }
             None => {
+                let a: Alias = (parent, Arc::from(name));
                 self.nodes.insert(
                     id,
                     Node {
-                        aliases: vec![key.clone()],
+                        aliases: Aliases::One(a.clone()),
                         lookups: 1,
                         state,
                         generation: fresh_generation,
                     },
                 );
                 self.next_generation += 1;
+                a
             }
+        };
+        if self.child(parent, name) != Some(id) {
+            self.children.insert(ChildKey(alias), id);
         }
-        self.children.insert(key, id);
         id
     }
 
     fn remove_alias(&mut self, id: u64, parent: u64, name: &[u8]) {
         if let Some(n) = self.nodes.get_mut(&id) {
-            n.aliases.retain(|(p, nm)| !(*p == parent && nm == name));
+            n.aliases.remove(parent, name);
         }
-        let key = (parent, name.to_vec());
-        if self.children.get(&key) == Some(&id) {
-            self.children.remove(&key);
+        let key: &dyn ChildRef = &(parent, name);
+        if self.children.get(key) == Some(&id) {
+            self.children.remove(key);
         }
     }
 
@@ -167,9 +313,10 @@ impl NodeTable {
         };
         if remove {
             if let Some(node) = self.nodes.remove(&id) {
-                for a in node.aliases {
-                    if self.children.get(&a) == Some(&id) {
-                        self.children.remove(&a);
+                for a in &node.aliases {
+                    let key: &dyn ChildRef = &(a.0, &a.1[..]);
+                    if self.children.get(key) == Some(&id) {
+                        self.children.remove(key);
                     }
                 }
             }
@@ -183,6 +330,15 @@ impl NodeTable {
         }
     }
 
+    /// Give node `id` the name (parent, name) in the index and its alias list.
+    fn attach(&mut self, id: u64, parent: u64, name: &[u8]) {
+        let a: Alias = (parent, Arc::from(name));
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.aliases.push(a.clone());
+        }
+        self.children.insert(ChildKey(a), id);
+    }
+
     /// Record a rename of (parent, name) to (new_parent, new_name), replacing whatever was there.
     pub(crate) fn move_name(&mut self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8]) {
         let Some(id) = self.child(parent, name) else {
@@ -191,11 +347,7 @@ impl NodeTable {
         };
         self.remove_alias(id, parent, name);
         self.detach_name(new_parent, new_name);
-        let key = (new_parent, new_name.to_vec());
-        if let Some(n) = self.nodes.get_mut(&id) {
-            n.aliases.push(key.clone());
-        }
-        self.children.insert(key, id);
+        self.attach(id, new_parent, new_name);
     }
 
     /// Record RENAME_EXCHANGE of two names.
@@ -209,18 +361,10 @@ impl NodeTable {
             self.remove_alias(b, pb, nb);
         }
         if let Some(a) = a {
-            let key = (pb, nb.to_vec());
-            if let Some(n) = self.nodes.get_mut(&a) {
-                n.aliases.push(key.clone());
-            }
-            self.children.insert(key, a);
+            self.attach(a, pb, nb);
         }
         if let Some(b) = b {
-            let key = (pa, na.to_vec());
-            if let Some(n) = self.nodes.get_mut(&b) {
-                n.aliases.push(key.clone());
-            }
-            self.children.insert(key, b);
+            self.attach(b, pa, na);
         }
     }
 
@@ -231,7 +375,8 @@ impl NodeTable {
 
     /// First known (parent, name) of a node; `None` for the root or a detached node.
     pub(crate) fn alias(&self, id: u64) -> Option<(u64, Vec<u8>)> {
-        self.nodes.get(&id)?.aliases.first().cloned()
+        let (p, n) = self.nodes.get(&id)?.aliases.first()?;
+        Some((*p, n.to_vec()))
     }
 
     /// The node's path relative to the root ("" for the root), or `None` if it (or an

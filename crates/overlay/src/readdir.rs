@@ -12,11 +12,16 @@
 //! for the whole directory at once. A lower non-directory that nothing in the upper directory
 //! shadows is built straight from the inode reference recorded in the snapshot (lower layers
 //! never change), instead of a by-name lookup in the image directory.
+//!
+//! Cost per entry is constant: the snapshot reads only the image directory listing (an
+//! entry's inode is decoded once, when `readdirplus` resolves it; whether it is hard-linked
+//! is checked then), and names are remembered to hide them in lower layers only when there is
+//! a lower layer below.
 
 use std::collections::HashSet;
 use std::io;
 use std::ops::ControlFlow;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use squashbox_format::{DirEntry, InodeRef};
 
@@ -104,27 +109,38 @@ impl Overlay {
                 }
             }
         }
-        for (i, ldir) in &dir.state.lowers {
+        let nlowers = dir.state.lowers.len();
+        for (pos, (i, ldir)) in dir.state.lowers.iter().enumerate() {
             if stopped {
                 break;
             }
             let layer = &self.layers[*i];
+            // Names of this layer hide the same names further down; the bottom layer has
+            // nothing below it, so its names (all of them, for a plain lower directory) are not
+            // copied into `seen`.
+            let below = pos + 1 < nlowers;
             let mut hidden_here: Vec<Vec<u8>> = Vec::new();
             for_each_lower(layer, ldir, &mut |e, image| {
-                if stopped || seen.contains(&e.name) {
+                if stopped || (!seen.is_empty() && seen.contains(&e.name)) {
                     return Ok(());
                 }
                 if e.kind == Kind::Char {
                     if let Some(obj) = layer.lookup(ldir, &e.name)? {
                         if layer.stat(&obj)?.is_whiteout() {
-                            hidden_here.push(e.name);
+                            if below {
+                                hidden_here.push(e.name);
+                            }
                             return Ok(());
                         }
                     }
                 }
-                hidden_here.push(e.name.clone());
+                if below {
+                    hidden_here.push(e.name.clone());
+                }
                 // Directories merge with the layers below and hard-linked files may be linked
-                // to an earlier copy-up by a lookup: those always take the full resolution.
+                // to an earlier copy-up by a lookup: those always take the full resolution
+                // (image entries are checked for hard links when resolved, see
+                // `resolve_listed`).
                 let src =
                     (e.kind != Kind::Dir && e.nlink <= 1).then_some(LowerSrc { layer: *i, image });
                 let item = DirItem {
@@ -185,7 +201,10 @@ impl Overlay {
 }
 
 /// Like `Layer::for_each_entry`, also passing each image entry's inode reference, number and
-/// type (`None` for directory layers, whose objects are rebuilt from the path).
+/// type (`None` for directory layers, whose objects are rebuilt from the path). Image entries
+/// are reported with `nlink` 1 without decoding their inodes: the listing alone does not
+/// record link counts, and reading every inode here would double the inode decodes of a
+/// listing. `resolve_listed` checks the real count when it decodes the inode.
 fn for_each_lower(
     layer: &Layer,
     dir: &LowerObj,
@@ -196,18 +215,13 @@ fn for_each_lower(
             for e in a.read_dir(inode).map_err(image_err)? {
                 let e = e.map_err(image_err)?;
                 let kind = Kind::from_mode(e.file_type.mode_bits());
-                let nlink = if kind == Kind::Dir {
-                    1
-                } else {
-                    a.inode(e.inode_ref).map_err(image_err)?.nlink
-                };
                 let image = Some((e.inode_ref, e.inode_number, e.file_type));
                 f(
                     LowerEntry {
                         name: e.name,
                         kind,
                         number: u64::from(e.inode_number),
-                        nlink,
+                        nlink: 1,
                     },
                     image,
                 )?;
@@ -226,9 +240,13 @@ fn image_err(e: squashbox_format::Error) -> io::Error {
 impl Overlay {
     /// The node state of snapshot entry `item` of directory `dir` as a lookup would resolve it
     /// now, or `None` if the name no longer exists. Callers hold the namespace lock (shared).
+    ///
+    /// `upper_dir` is the upper directory of `dir` opened once by the caller for a whole reply
+    /// page (`None` if `dir` has no upper directory).
     pub(crate) fn resolve_listed(
         &self,
         dir: &NodeCtx,
+        upper_dir: Option<BorrowedFd<'_>>,
         item: &DirItem,
     ) -> io::Result<Option<NodeState>> {
         let Some(src) = item.src else {
@@ -243,12 +261,14 @@ impl Overlay {
         // (it may have been created, whited out or copied up since the snapshot) and the
         // directory still merges the layer the entry came from.
         if dir.state.upper {
-            let pdir = self.upper.open_dir(&dir.path)?;
-            if self
-                .upper
-                .stat_at(std::os::fd::AsFd::as_fd(&pdir), &item.name)?
-                .is_some()
-            {
+            let shadowed = match upper_dir {
+                Some(fd) => self.upper.stat_at(fd, &item.name)?.is_some(),
+                None => {
+                    let pdir = self.upper.open_dir(&dir.path)?;
+                    self.upper.stat_at(pdir.as_fd(), &item.name)?.is_some()
+                }
+            };
+            if shadowed {
                 return self.resolve_child(dir, &item.name);
             }
         }
@@ -264,7 +284,13 @@ impl Overlay {
                     file_type,
                     next_position: 0,
                 };
-                LowerObj::Image(Box::new(a.entry_inode(parent, &entry).map_err(image_err)?))
+                let inode = a.entry_inode(parent, &entry).map_err(image_err)?;
+                if inode.nlink > 1 {
+                    // Hard-linked inside the image: may have to be linked to an earlier
+                    // copy-up of another name (docs/overlay.md), which the lookup does.
+                    return self.resolve_child(dir, &item.name);
+                }
+                LowerObj::Image(Box::new(inode))
             }
             (Layer::Dir { .. }, LowerObj::Path(p), None) => {
                 LowerObj::Path(crate::node::join(p, &item.name))
