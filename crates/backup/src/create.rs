@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use squashbox_build::{build_image, BuildError, BuildOptions};
 use squashbox_format::Compressor;
 
+use crate::cache::CacheConfig;
 use crate::clock::Clock;
 use crate::error::{BackupError, Result};
 use crate::lock::{hex, lock_dir};
@@ -41,10 +42,21 @@ pub struct BackupOptions {
     pub state_dir: Option<PathBuf>,
     /// Archive cache of this machine (`None`: [`crate::paths::cache_dir`]). A backup built
     /// in place in a local store is recorded there as verified, so restoring it on this
-    /// machine does not hash it again.
+    /// machine does not hash it again; with [`seed_cache`](Self::seed_cache) the archive
+    /// uploaded to another store is kept there, so restoring it here needs no download.
     pub cache_dir: Option<PathBuf>,
+    /// Keep the archive uploaded to a non-local store in this machine's cache (default
+    /// true): it is built in `{cache}/tmp/` and, once the backup is committed, renamed to
+    /// `{cache}/archives/{id}.sqsh`. Turn off on machines that create backups but never
+    /// restore them. Not done when the archive alone exceeds the cache bound, or when
+    /// `temp_dir` is on another file system (only a rename, never a copy).
+    pub seed_cache: bool,
+    /// Bound of the archive cache in bytes, enforced after seeding (`None`:
+    /// `$SQUASHBOX_CACHE_MAX`, else 10 GiB; see [`crate::RestoreOptions::cache_max_bytes`]).
+    pub cache_max_bytes: Option<u64>,
     /// Where the archive is built before upload. `None`: straight into a local store (no
-    /// copy), or the system temp dir for other stores.
+    /// copy); for other stores `{cache}/tmp/` when seeding the cache, else the system temp
+    /// dir.
     pub temp_dir: Option<PathBuf>,
     /// Called with bytes uploaded so far.
     pub progress: Option<ProgressFn>,
@@ -79,6 +91,8 @@ impl BackupOptions {
             clock: Clock::system(),
             state_dir: None,
             cache_dir: None,
+            seed_cache: true,
+            cache_max_bytes: None,
             temp_dir: None,
             progress: None,
         }
@@ -118,6 +132,20 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         Some(d) => d.clone(),
         None => crate::paths::state_dir()?,
     };
+    // Seed this machine's cache with the archive of a non-local store (a local store's
+    // archive is used in place by restores). No cache dir known (no HOME): no seeding.
+    let cache_dir = options
+        .cache_dir
+        .clone()
+        .or_else(|| crate::paths::cache_dir().ok());
+    let seed_to = match cache_dir {
+        Some(dir) if options.seed_cache && !store.is_local() => Some(CacheConfig {
+            dir,
+            max: crate::cache::cache_max(options.cache_max_bytes)?,
+            state_dir: state_dir.clone(),
+        }),
+        _ => None,
+    };
     let dir = options.dir.clone();
     let _lock = lock_dir(&state_dir, &dir).map_err(|e| {
         BackupError::create_failed(format!(
@@ -142,7 +170,14 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
     let temp = match &in_place {
         Some(_) => None,
         None => {
-            let temp_parent = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let temp_parent = match (&options.temp_dir, &seed_to) {
+                (Some(d), _) => d.clone(),
+                // Built on the cache's file system, so seeding is a rename.
+                (None, Some(cache)) => {
+                    crate::cache::build_dir(&cache.dir).unwrap_or_else(|_| std::env::temp_dir())
+                }
+                (None, None) => std::env::temp_dir(),
+            };
             Some(
                 tempfile::Builder::new()
                     .prefix(".squashbox-backup-")
@@ -198,7 +233,9 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
             return Err(e);
         }
     };
-    let handle = commit_archive(
+    // The archive's identity when it is hashed, to seed the cache only with that very file.
+    let hashed = std::fs::symlink_metadata(&archive_path);
+    let meta = commit_archive(
         &store,
         &archive_path,
         &id,
@@ -207,8 +244,11 @@ pub fn create_backup(options: BackupOptions) -> Result<DirectoryBackup> {
         options.compression,
         in_place.is_some(),
     )?;
+    if let (Some(cache), Ok(hashed), Some(_)) = (&seed_to, &hashed, &temp) {
+        crate::cache::seed(&archive_path, hashed, &meta, cache);
+    }
     drop(temp);
-    Ok(handle)
+    Ok(meta.handle())
 }
 
 /// Store an existing SquashFS image as a backup of `options.dir` (which must be a valid
@@ -241,7 +281,7 @@ pub fn import_archive(image: &Path, options: BackupOptions) -> Result<DirectoryB
         excludes: Vec::new(),
         ..options
     };
-    commit_archive(&store, image, &id, &options, files, compression, false)
+    commit_archive(&store, image, &id, &options, files, compression, false).map(|m| m.handle())
 }
 
 fn count_files(archive: &squashbox_format::Archive) -> squashbox_format::Result<u64> {
@@ -263,7 +303,7 @@ fn count_files(archive: &squashbox_format::Archive) -> squashbox_format::Result<
 }
 
 /// Upload `archive_path` as backup `id`: data, size check, then meta (the commit marker).
-/// On failure everything uploaded is deleted (best effort).
+/// On failure everything uploaded is deleted (best effort). Returns the committed meta.
 fn commit_archive(
     store: &Store,
     archive_path: &Path,
@@ -272,7 +312,7 @@ fn commit_archive(
     file_count: u64,
     compression: Compressor,
     already_stored: bool,
-) -> Result<DirectoryBackup> {
+) -> Result<BackupMeta> {
     let dir = &options.dir;
     let fail = |msg: String| BackupError::create_failed(msg).with_id(id).with_dir(dir);
     let (size, sha256) =
@@ -335,7 +375,7 @@ fn commit_archive(
             crate::cache::remember_verified(archive_path, &meta, &cache_dir);
         }
     }
-    Ok(meta.handle())
+    Ok(meta)
 }
 
 /// Size and lowercase hex SHA-256 of a file, streamed.

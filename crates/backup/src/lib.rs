@@ -30,12 +30,13 @@ pub mod state;
 mod store;
 pub mod validate;
 
+pub use cache::{CACHE_MAX_ENV, DEFAULT_CACHE_MAX_BYTES};
 pub use clock::Clock;
 pub use create::{create_backup, import_archive, BackupOptions, DEFAULT_ZSTD_LEVEL};
 pub use error::{BackupError, ErrorCode, ErrorContext, Result};
 pub use manage::{
-    delete_backup, list_backups, prune_backups, read_meta, verify_backup, BackupInfo, OrphanInfo,
-    PruneOptions, PruneReport, VerifyReport, DEFAULT_ORPHAN_MIN_AGE_SECS,
+    delete_backup, delete_backup_with, list_backups, prune_backups, read_meta, verify_backup,
+    BackupInfo, OrphanInfo, PruneOptions, PruneReport, VerifyReport, DEFAULT_ORPHAN_MIN_AGE_SECS,
 };
 pub use meta::{
     parse_id, BackupMeta, DirectoryBackup, EXPIRY_BUFFER_SECS, FORMAT_VERSION, MAX_META_BYTES,

@@ -1,7 +1,7 @@
 //! Managing stored backups: list, read meta, delete, prune, verify.
 
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::clock::Clock;
 use crate::error::{BackupError, Result};
@@ -104,10 +104,31 @@ pub fn list_backups(store: &Store, clock: &Clock) -> Result<Vec<BackupInfo>> {
     Ok(out)
 }
 
-/// Delete a backup: meta first (the backup stops existing at once), then data.
+/// Delete a backup: meta first (the backup stops existing at once), then data; then drop it
+/// from this machine's archive cache (the default one, [`crate::paths::cache_dir`]).
 /// `BACKUP_NOT_FOUND` if neither exists.
 pub fn delete_backup(store: &Store, id: &str) -> Result<()> {
+    delete_backup_with(store, id, None)
+}
+
+/// [`delete_backup`], dropping the backup from the archive cache at `cache_dir` (`None`: the
+/// default cache). The cache entry (`{id}.sqsh`, `{id}.verified`) goes even when the store
+/// no longer has the backup. An archive mounted by an active restore stays readable until it
+/// is unmounted.
+pub fn delete_backup_with(store: &Store, id: &str, cache_dir: Option<&Path>) -> Result<()> {
     parse_id(id)?;
+    let deleted = delete_stored(store, id);
+    let cache_dir = match cache_dir {
+        Some(d) => Some(d.to_path_buf()),
+        None => crate::paths::cache_dir().ok(),
+    };
+    if let Some(cache_dir) = cache_dir {
+        crate::cache::forget(&cache_dir, id);
+    }
+    deleted
+}
+
+fn delete_stored(store: &Store, id: &str) -> Result<()> {
     let meta_key = store.meta_key(id);
     let data_key = store.data_key(id);
     let had_meta = store
@@ -158,6 +179,9 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Clock for "now".
     pub clock: Clock,
+    /// This machine's archive cache, from which deleted backups are dropped (`None`:
+    /// [`crate::paths::cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PruneOptions {
@@ -170,6 +194,7 @@ impl Default for PruneOptions {
             orphan_min_age: DEFAULT_ORPHAN_MIN_AGE_SECS,
             dry_run: false,
             clock: Clock::default(),
+            cache_dir: None,
         }
     }
 }
@@ -246,7 +271,7 @@ pub fn prune_backups(store: &Store, options: &PruneOptions) -> Result<PruneRepor
             continue;
         }
         if !options.dry_run {
-            match delete_backup(store, &info.id) {
+            match delete_backup_with(store, &info.id, options.cache_dir.as_deref()) {
                 Ok(()) => {}
                 Err(e) if e.code() == "BACKUP_NOT_FOUND" => continue,
                 Err(e) => return Err(e),

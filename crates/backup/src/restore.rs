@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use squashbox_extract::{extract, ExtractOptions};
 use squashbox_format::Archive;
 
-use crate::cache::fetch_archive;
+use crate::cache::{self, fetch_archive, CacheConfig};
 use crate::clock::Clock;
 use crate::error::{BackupError, ErrorCode, Result};
 use crate::lock::lock_dir;
@@ -42,8 +42,11 @@ pub struct RestoreOptions {
     pub clock: Clock,
     /// State dir for locks, overlay upper dirs and restore records (`None`: default).
     pub state_dir: Option<PathBuf>,
-    /// Archive cache dir (`None`: default).
+    /// Archive cache dir (`None`: [`crate::paths::cache_dir`]).
     pub cache_dir: Option<PathBuf>,
+    /// Bound of the archive cache in bytes, enforced after each restore by evicting the least
+    /// recently used archives (`None`: `$SQUASHBOX_CACHE_MAX`, else 10 GiB).
+    pub cache_max_bytes: Option<u64>,
     /// Overlay mode: never sync the overlay's upper dir (`OverlayOptions::volatile`, like the
     /// kernel overlayfs' `-o volatile`). Faster copy-ups; after a machine crash the changes
     /// made through the restored directory may be partly lost. Ignored in copy mode.
@@ -80,10 +83,31 @@ pub fn restore_by_id(id: &str, options: RestoreOptions) -> Result<RestoreResult>
         Some(d) => d.clone(),
         None => {
             let store = open_store(&options)?;
-            read_meta(&store, id)?.dir
+            let cache_dir = match &options.cache_dir {
+                Some(d) => d.clone(),
+                None => crate::paths::cache_dir()?,
+            };
+            meta_of(&store, id, &cache_dir)?.dir
         }
     };
     restore_into(id, &target, &options)
+}
+
+/// The backup's meta from the store; when the store cannot be reached (not when it says the
+/// backup does not exist), the copy kept beside this machine's cached archive, if any.
+fn meta_of(store: &Store, id: &str, cache_dir: &Path) -> Result<crate::meta::BackupMeta> {
+    match read_meta(store, id) {
+        Err(e) if e.kind() == ErrorCode::InvalidBackupConfig => {
+            match cache::cached_meta(cache_dir, id) {
+                Some(meta) => {
+                    log::warn!("{e}; restoring {id} from this machine's cache");
+                    Ok(meta)
+                }
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
 }
 
 fn open_store(options: &RestoreOptions) -> Result<Store> {
@@ -99,7 +123,19 @@ fn restore_into(id: &str, target: &Path, options: &RestoreOptions) -> Result<Res
         return Err(BackupError::invalid("cannot restore onto /").with_dir(target));
     }
     let store = open_store(options)?;
-    let meta = read_meta(&store, id).map_err(|e| e.with_dir(target))?;
+    let state_dir = match &options.state_dir {
+        Some(d) => d.clone(),
+        None => crate::paths::state_dir()?,
+    };
+    let cache = CacheConfig {
+        dir: match &options.cache_dir {
+            Some(d) => d.clone(),
+            None => crate::paths::cache_dir()?,
+        },
+        max: cache::cache_max(options.cache_max_bytes)?,
+        state_dir: state_dir.clone(),
+    };
+    let meta = meta_of(&store, id, &cache.dir).map_err(|e| e.with_dir(target))?;
     let now = options.clock.now();
     if meta.is_expired(now) {
         let at = rfc3339(meta.expires_at());
@@ -111,39 +147,51 @@ fn restore_into(id: &str, target: &Path, options: &RestoreOptions) -> Result<Res
         .with_dir(target)
         .with_expired_at(at));
     }
-    let state_dir = match &options.state_dir {
-        Some(d) => d.clone(),
-        None => crate::paths::state_dir()?,
-    };
-    let cache_dir = match &options.cache_dir {
-        Some(d) => d.clone(),
-        None => crate::paths::cache_dir()?,
-    };
-    let fail = |msg: String| {
-        BackupError::restore_failed(msg)
-            .with_id(id)
-            .with_dir(target)
-    };
-    let archive_path = fetch_archive(&store, &meta, &cache_dir).map_err(|e| e.with_dir(target))?;
-    // Opening checks the superblock and tables before anything at the target changes.
-    let archive = Archive::open_path(&archive_path)
-        .map_err(|e| fail(format!("the archive cannot be read: {e}")))?;
-
-    let _lock = lock_dir(&state_dir, target)
-        .map_err(|e| fail(format!("cannot take the directory lock: {e}")))?;
-    match options.mode {
-        RestoreMode::Copy => restore_copy(&archive, target, &state_dir).map_err(fail)?,
-        RestoreMode::Overlay => {
-            let volatile = options.volatile;
-            overlay_mode::mount(archive, &archive_path, target, id, &state_dir, volatile)
-                .map_err(|e| e.recode(ErrorCode::BackupRestoreFailed).with_id(id))?
-        }
-    }
+    // Held from the lookup until the archive is mounted (recorded) or extracted: no eviction
+    // removes it in between.
+    let using = cache::lock_shared(&cache.dir);
+    let done = use_archive(&store, &meta, target, options, &state_dir, &cache.dir);
+    drop(using);
+    cache::evict(&cache, Some(id));
+    done?;
     Ok(RestoreResult {
         success: true,
         dir: target.to_path_buf(),
         id: id.to_string(),
     })
+}
+
+/// Fetch the archive, check it opens, then mount or extract it onto `target`.
+fn use_archive(
+    store: &Store,
+    meta: &crate::meta::BackupMeta,
+    target: &Path,
+    options: &RestoreOptions,
+    state_dir: &Path,
+    cache_dir: &Path,
+) -> Result<()> {
+    let id = meta.id.as_str();
+    let fail = |msg: String| {
+        BackupError::restore_failed(msg)
+            .with_id(id)
+            .with_dir(target)
+    };
+    let archive_path = fetch_archive(store, meta, cache_dir).map_err(|e| e.with_dir(target))?;
+    // Opening checks the superblock and tables before anything at the target changes.
+    let archive = Archive::open_path(&archive_path)
+        .map_err(|e| fail(format!("the archive cannot be read: {e}")))?;
+
+    let _lock = lock_dir(state_dir, target)
+        .map_err(|e| fail(format!("cannot take the directory lock: {e}")))?;
+    match options.mode {
+        RestoreMode::Copy => restore_copy(&archive, target, state_dir).map_err(fail)?,
+        RestoreMode::Overlay => {
+            let volatile = options.volatile;
+            overlay_mode::mount(archive, &archive_path, target, id, state_dir, volatile)
+                .map_err(|e| e.recode(ErrorCode::BackupRestoreFailed).with_id(id))?
+        }
+    }
+    Ok(())
 }
 
 /// Extract into a hidden sibling, then atomically exchange it with the target (or rename it

@@ -330,6 +330,11 @@ impl Store {
         })
     }
 
+    /// True for a local directory store (its archives are files on this machine).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// The file behind `key` when this is a local store (it may not exist).
     pub(crate) fn local_file(&self, key: &ObjectPath) -> Option<PathBuf> {
         let mut path = self.local_root.clone()?;

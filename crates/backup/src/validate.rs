@@ -115,6 +115,36 @@ pub fn parse_duration(text: &str) -> Result<u64> {
         .ok_or_else(|| BackupError::invalid(format!("duration {text:?} is too large")))
 }
 
+/// Parse a size given as a whole number of bytes with an optional unit: `1048576`, `64K`,
+/// `512M`, `10G`, `1T` (powers of 1024; `KiB`, `MiB`, ... and a trailing `B` are accepted too).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || {
+        BackupError::invalid(format!(
+            "size {text:?} must be a whole number of bytes with an optional unit K, M, G or T \
+             (powers of 1024), e.g. 10G"
+        ))
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| BackupError::invalid(format!("size {text:?} is too large")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +190,20 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap(), 172_800);
         assert!(parse_duration("3y").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("2TB").unwrap(), 2 << 40);
+        for bad in ["", "G", "1.5G", "-1", "10X", "99999999999T"] {
+            let e = parse_size(bad).unwrap_err();
+            assert_eq!(e.code(), "INVALID_BACKUP_CONFIG", "{bad}");
+        }
     }
 }

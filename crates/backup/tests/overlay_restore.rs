@@ -122,7 +122,10 @@ both_stores!(overlay_corrupt_archive_mounts_nothing, |env: &Env| {
     }
     let dir = env.path("work");
     make_tree(&dir);
-    let handle = create_backup(env.backup_options(&dir)).unwrap();
+    // Not seeded into this machine's cache: the restore must fetch the damaged stored copy.
+    let mut o = env.backup_options(&dir);
+    o.seed_cache = false;
+    let handle = create_backup(o).unwrap();
     std::fs::write(dir.join("after"), "kept").unwrap();
     let before = manifest(&dir);
     env.raw(|s| {

@@ -308,6 +308,9 @@ fn s3_store_through_the_cli() {
     make_tree(&dir);
     let h = ctx.ok_json(&["backup", s(&dir), "--name", "s3", "--json"]);
     let id = h["id"].as_str().unwrap().to_string();
+    // The archive was kept in this machine's cache: the restore needs no download.
+    let cached = ctx.path("cache/archives").join(format!("{id}.sqsh"));
+    assert!(cached.is_file(), "backup did not seed the cache");
     std::fs::remove_file(dir.join("a.txt")).unwrap();
     ctx.ok_json(&["restore", &id, "--copy", "--json"]);
     assert_eq!(
@@ -315,7 +318,17 @@ fn s3_store_through_the_cli() {
         "alpha\n"
     );
     assert_eq!(ctx.ok_json(&["verify", &id, "--json"])["ok"], true);
+    // --no-cache: nothing kept.
+    let h2 = ctx.ok_json(&["backup", s(&dir), "--no-cache", "--json"]);
+    let id2 = h2["id"].as_str().unwrap().to_string();
+    assert!(!ctx
+        .path("cache/archives")
+        .join(format!("{id2}.sqsh"))
+        .exists());
+    // delete drops the cache entry too.
     ctx.ok_json(&["delete", &id, "--json"]);
+    assert!(!cached.exists(), "delete left the cached archive");
+    ctx.ok_json(&["delete", &id2, "--json"]);
     assert_eq!(ctx.ok_json(&["list", "--json"]), serde_json::json!([]));
 }
 

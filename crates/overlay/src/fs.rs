@@ -2,8 +2,9 @@
 //!
 //! Performance choices made here (see `docs/overlay.md`, *Concurrency and performance*):
 //! - `readdirplus` returns attributes with every entry, so `ls -l`/`find`/`du` cost no lookup
-//!   round trip per entry; attributes of lower-only nodes are cached per node (lower layers
-//!   never change, a copy-up switches the node to upper attributes).
+//!   round trip per entry; attributes of lower-only nodes of directory layers are cached per
+//!   node (lower layers never change, a copy-up switches the node to upper attributes); an
+//!   image node's are rebuilt from the inode it holds.
 //! - Files open in the upper directory use the kernel's FUSE passthrough when the kernel offers
 //!   it (reads, writes and mmap go straight to the upper file), else writeback caching.
 //!   The kernel refuses to mix cached and passthrough opens of one inode, so every handle's
@@ -63,8 +64,8 @@ pub(crate) struct OverlayFs {
     pub want_writeback: bool,
     /// The negotiated [`IoMode`] (as `u8`), shared with the mount handle.
     pub mode: Arc<AtomicU8>,
-    /// Attributes of lower-only nodes by node id. Valid as long as the node is lower-only: a
-    /// node id names one lower object, and lower objects never change.
+    /// Attributes of lower-only nodes of directory layers by node id. Valid as long as the node
+    /// is lower-only: a node id names one lower object, and lower objects never change.
     pub lower_attrs: Mutex<HashMap<u64, FileAttr>>,
     /// Kernel I/O mode of every open file handle, per node.
     pub io: Mutex<IoTable>,
@@ -219,8 +220,13 @@ impl OverlayFs {
         IoMode::from_u8(self.mode.load(Ordering::Relaxed))
     }
 
-    /// Attributes of a lower-only node, from the per-node cache when possible.
+    /// Attributes of a lower-only node. An image object's are built from the decoded inode the
+    /// node holds (its block list, for `st_blocks`, comes from the reader's own bounded cache),
+    /// so they cost no record per node; a directory layer's need a `stat` and are cached.
     fn lower_attr(&self, state: &NodeState) -> io::Result<FileAttr> {
+        if let Some((_, LowerObj::Image(_))) = state.lowers.first() {
+            return self.ov.attr_from_lower(state);
+        }
         if let Some(a) = self.cached_lower_attr(state.ino) {
             return Ok(a);
         }
@@ -1014,7 +1020,9 @@ impl Filesystem for OverlayFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (h, fl) = tri!(reply, self.open_inner(ino.0, flags.0));
+        let r = self.open_inner(ino.0, flags.0);
+        if let Err(e) = &r { log::warn!("DEBUGOPEN {:#x} flags {:#x} failed: {e}", ino.0, flags.0); }
+        let (h, fl) = tri!(reply, r);
         let backing = match &h {
             Handle::Upper { node, fd } => {
                 self.begin_io(*node, Some(fd.as_fd()), &|fd| reply.open_backing(fd))
@@ -1153,12 +1161,13 @@ impl Filesystem for OverlayFs {
         let Handle::Dir(items) = &*h else {
             return reply.error(Errno::EBADF);
         };
-        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+        for i in offset as usize..items.len() {
+            let Some(item) = items.get(i) else { break };
             if reply.add(
                 INodeNo(item.ino),
                 (i + 1) as u64,
                 item.kind.to_fuse(),
-                os(&item.name),
+                os(item.name),
             ) {
                 break;
             }
@@ -1191,7 +1200,8 @@ impl Filesystem for OverlayFs {
             _ => None,
         };
         let mut added = 0usize;
-        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+        for i in offset as usize..items.len() {
+            let Some(item) = items.get(i) else { break };
             let off = (i + 1) as u64;
             if item.name == b"." || item.name == b".." {
                 // The kernel links no inode for these (no lookup reference): only the
@@ -1200,7 +1210,7 @@ impl Filesystem for OverlayFs {
                 if reply.add(
                     INodeNo(item.ino),
                     off,
-                    os(&item.name),
+                    os(item.name),
                     &ttl,
                     &attr,
                     Generation(0),
@@ -1213,11 +1223,11 @@ impl Filesystem for OverlayFs {
             let Some(dir) = &dir else { continue };
             let resolved = self
                 .ov
-                .resolve_listed(dir, upper_dir.as_ref().map(|f| f.as_fd()), item)
+                .resolve_listed(dir, upper_dir.as_ref().map(|f| f.as_fd()), &item)
                 .and_then(|state| match state {
                     None => Ok(None),
                     Some(state) => self
-                        .resolved_attr(ino.0, &dir.path, &item.name, state)
+                        .resolved_attr(ino.0, &dir.path, item.name, state)
                         .map(Some),
                 });
             let (state, attr) = match resolved {
@@ -1233,7 +1243,7 @@ impl Filesystem for OverlayFs {
                     if reply.add(
                         INodeNo(ROOT),
                         off,
-                        os(&item.name),
+                        os(item.name),
                         &ttl,
                         &attr,
                         Generation(0),
@@ -1250,10 +1260,10 @@ impl Filesystem for OverlayFs {
             // Every entry sent carries one lookup reference, exactly like a lookup reply.
             let (id, generation) = {
                 let mut t = self.ov.table.lock();
-                let id = t.insert_lookup(ino.0, &item.name, state);
+                let id = t.insert_lookup(ino.0, item.name, state);
                 (id, Generation(t.generation(id)))
             };
-            if reply.add(INodeNo(id), off, os(&item.name), &ttl, &attr, generation) {
+            if reply.add(INodeNo(id), off, os(item.name), &ttl, &attr, generation) {
                 // Did not fit: the kernel never sees it, so give the reference back.
                 self.ov.table.lock().forget(id, 1);
                 break;

@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 
 use crate::lower::LowerFile;
-use crate::readdir::DirItem;
+use crate::readdir::Snapshot;
 
 /// What an open FUSE file handle refers to.
 pub(crate) enum Handle {
@@ -18,5 +18,5 @@ pub(crate) enum Handle {
         upper: OnceLock<OwnedFd>,
     },
     /// An open directory: a snapshot of its merged listing, taken at opendir.
-    Dir(Vec<DirItem>),
+    Dir(Snapshot),
 }

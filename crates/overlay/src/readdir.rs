@@ -31,7 +31,7 @@ use crate::node::NodeState;
 use crate::sys;
 use crate::upper::is_whiteout;
 
-/// One entry of a listing snapshot.
+/// One entry of a merged listing, as `walk_merged` reports it.
 #[derive(Clone, Debug)]
 pub(crate) struct DirItem {
     pub name: Vec<u8>,
@@ -40,6 +40,65 @@ pub(crate) struct DirItem {
     /// Where a lower non-directory entry came from, so `readdirplus` can build its node
     /// without looking the name up again.
     pub src: Option<LowerSrc>,
+}
+
+/// The listing an `opendir` handle serves: entries in order, their names packed in one buffer
+/// (no allocation per entry; ~40 bytes per entry plus the name).
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    entries: Vec<SnapEntry>,
+    names: Vec<u8>,
+}
+
+/// One snapshot entry; its name is `names[previous entry's name_end..name_end]`.
+#[derive(Clone, Copy, Debug)]
+struct SnapEntry {
+    name_end: usize,
+    kind: Kind,
+    ino: u64,
+    src: Option<LowerSrc>,
+}
+
+/// A snapshot entry as the FUSE handlers use it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listed<'a> {
+    pub name: &'a [u8],
+    pub kind: Kind,
+    pub ino: u64,
+    /// See [`DirItem::src`].
+    pub src: Option<LowerSrc>,
+}
+
+impl Snapshot {
+    fn push(&mut self, item: DirItem) {
+        self.names.extend_from_slice(&item.name);
+        self.entries.push(SnapEntry {
+            name_end: self.names.len(),
+            kind: item.kind,
+            ino: item.ino,
+            src: item.src,
+        });
+    }
+
+    /// Number of entries (including "." and "..").
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entry `i` (0-based); `None` past the end.
+    pub(crate) fn get(&self, i: usize) -> Option<Listed<'_>> {
+        let e = self.entries.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.entries[i - 1].name_end,
+        };
+        Some(Listed {
+            name: &self.names[start..e.name_end],
+            kind: e.kind,
+            ino: e.ino,
+            src: e.src,
+        })
+    }
 }
 
 /// An image entry's inode reference, recorded inode number and type.
@@ -167,25 +226,27 @@ impl Overlay {
     }
 
     /// Full snapshot of a directory, with "." and ".." first.
-    pub(crate) fn snapshot(&self, dir: &NodeCtx, parent_ino: u64) -> io::Result<Vec<DirItem>> {
-        let mut out = vec![
-            DirItem {
-                name: b".".to_vec(),
-                kind: Kind::Dir,
-                ino: dir.state.ino,
-                src: None,
-            },
-            DirItem {
-                name: b"..".to_vec(),
-                kind: Kind::Dir,
-                ino: parent_ino,
-                src: None,
-            },
-        ];
+    pub(crate) fn snapshot(&self, dir: &NodeCtx, parent_ino: u64) -> io::Result<Snapshot> {
+        let mut out = Snapshot::default();
+        out.push(DirItem {
+            name: b".".to_vec(),
+            kind: Kind::Dir,
+            ino: dir.state.ino,
+            src: None,
+        });
+        out.push(DirItem {
+            name: b"..".to_vec(),
+            kind: Kind::Dir,
+            ino: parent_ino,
+            src: None,
+        });
         self.walk_merged(dir, true, &mut |item| {
             out.push(item);
             ControlFlow::Continue(())
         })?;
+        // Held for as long as the directory is open: give back the growth slack.
+        out.entries.shrink_to_fit();
+        out.names.shrink_to_fit();
         Ok(out)
     }
 
@@ -247,38 +308,38 @@ impl Overlay {
         &self,
         dir: &NodeCtx,
         upper_dir: Option<BorrowedFd<'_>>,
-        item: &DirItem,
+        item: &Listed<'_>,
     ) -> io::Result<Option<NodeState>> {
         let Some(src) = item.src else {
-            return self.resolve_child(dir, &item.name);
+            return self.resolve_child(dir, item.name);
         };
         // A name of a copied-up image hard link may not be linked here yet: resolving it links
         // it to the index entry instead of showing the stale lower object (docs/overlay.md).
         if self.upper.index_get(item.ino).is_some() {
-            return self.resolve_child(dir, &item.name);
+            return self.resolve_child(dir, item.name);
         }
         // The fast path is valid only while nothing in the upper directory shadows the name
         // (it may have been created, whited out or copied up since the snapshot) and the
         // directory still merges the layer the entry came from.
         if dir.state.upper {
             let shadowed = match upper_dir {
-                Some(fd) => self.upper.stat_at(fd, &item.name)?.is_some(),
+                Some(fd) => self.upper.stat_at(fd, item.name)?.is_some(),
                 None => {
                     let pdir = self.upper.open_dir(&dir.path)?;
-                    self.upper.stat_at(pdir.as_fd(), &item.name)?.is_some()
+                    self.upper.stat_at(pdir.as_fd(), item.name)?.is_some()
                 }
             };
             if shadowed {
-                return self.resolve_child(dir, &item.name);
+                return self.resolve_child(dir, item.name);
             }
         }
         let Some((_, ldir)) = dir.state.lowers.iter().find(|(i, _)| *i == src.layer) else {
-            return self.resolve_child(dir, &item.name);
+            return self.resolve_child(dir, item.name);
         };
         let obj = match (&self.layers[src.layer], ldir, src.image) {
             (Layer::Image(a), LowerObj::Image(parent), Some((inode_ref, number, file_type))) => {
                 let entry = DirEntry {
-                    name: item.name.clone(),
+                    name: item.name.to_vec(),
                     inode_ref,
                     inode_number: number,
                     file_type,
@@ -288,14 +349,14 @@ impl Overlay {
                 if inode.nlink > 1 {
                     // Hard-linked inside the image: may have to be linked to an earlier
                     // copy-up of another name (docs/overlay.md), which the lookup does.
-                    return self.resolve_child(dir, &item.name);
+                    return self.resolve_child(dir, item.name);
                 }
                 LowerObj::Image(Box::new(inode))
             }
             (Layer::Dir { .. }, LowerObj::Path(p), None) => {
-                LowerObj::Path(crate::node::join(p, &item.name))
+                LowerObj::Path(crate::node::join(p, item.name))
             }
-            _ => return self.resolve_child(dir, &item.name),
+            _ => return self.resolve_child(dir, item.name),
         };
         Ok(Some(NodeState {
             kind: item.kind,

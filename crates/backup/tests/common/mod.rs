@@ -110,6 +110,52 @@ pub fn local_env() -> Env {
     make_env("local", |tmp| format!("file://{}/store", tmp.display()))
 }
 
+/// A fresh in-process `memory://` store: not local, so archives are cached like a remote
+/// store's (downloaded, seeded), without any server.
+pub fn memory_env() -> Env {
+    make_env("memory", |_| "memory://".to_string())
+}
+
+/// This env's S3 store (same bucket and prefix) behind an endpoint where nothing listens: the
+/// network is gone. `None` for other stores.
+pub fn unreachable_store(env: &Env) -> Option<Store> {
+    if env.kind != "s3" {
+        return None;
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    Some(
+        Store::open_with_config(env.store.url(), &[("aws_endpoint_url", endpoint.as_str())])
+            .unwrap(),
+    )
+}
+
+/// Generate one test per store whose archives are cached (not local):
+/// `mod name { fn memory(); fn s3(); }`.
+#[macro_export]
+macro_rules! remote_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn memory() {
+                let env = $crate::common::memory_env();
+                ($body)(&env);
+            }
+            #[test]
+            fn s3() {
+                if let Some(env) = $crate::common::s3_env() {
+                    ($body)(&env);
+                }
+            }
+        }
+    };
+}
+
 /// A fresh prefix on the real S3 server started by `scripts/s3-server.sh`, or `None` (skip)
 /// when it is not configured. Under `CI=true` a missing server is a failure.
 pub fn s3_env() -> Option<Env> {

@@ -33,6 +33,11 @@ pub struct Args {
     /// checkpoints, still about 20% smaller than lz4).
     #[arg(long)]
     level: Option<i32>,
+    /// Do not keep the archive in this machine's cache. By default a backup to a remote
+    /// (s3://) store keeps it there, so restoring it on this machine needs no download; use
+    /// this on machines that create backups but never restore them.
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     store: StoreArgs,
     /// Print the handle as JSON (errors as {"code","message","context"}).
@@ -109,6 +114,7 @@ fn create(args: Args) -> Result<squashbox_backup::DirectoryBackup, BackupError> 
         })?;
     }
     options.level = args.level;
+    options.seed_cache = !args.no_cache;
     options.store = Some(args.store.open()?);
     create_backup(options)
 }
