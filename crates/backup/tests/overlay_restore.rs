@@ -173,3 +173,45 @@ both_stores!(concurrent_restores_on_one_dir_serialize, |env: &Env| {
     assert_eq!(manifest(&dir), before);
     assert_eq!(active_restores(&env.state).len(), 1);
 });
+
+remote_stores!(cache_eviction_spares_the_mounted_archive, |env: &Env| {
+    if !fuse_available() {
+        return;
+    }
+    let cached = |id: &str| {
+        env.cache
+            .join("archives")
+            .join(format!("{id}.sqsh"))
+            .is_file()
+    };
+    let backup = |name: &str| {
+        let dir = env.path(name);
+        make_tree(&dir);
+        std::fs::write(dir.join("which"), name).unwrap();
+        create_backup(env.backup_options(&dir)).unwrap()
+    };
+    let a = backup("a");
+    let b = backup("b");
+    let mounted = env.path("a");
+    let _guard = Mounted {
+        dir: mounted.clone(),
+        state: env.state.clone(),
+    };
+    restore_backup(&a, overlay_options(env)).unwrap();
+    // A bound no archive fits: restoring `b` (copy mode) keeps `b`, just used, and the
+    // archive under the live overlay on `a`, although `a` is the least recently used.
+    let copy = RestoreOptions {
+        dir: Some(env.path("b-copy")),
+        cache_max_bytes: Some(1),
+        ..env.restore_options()
+    };
+    restore_backup(&b, copy.clone()).unwrap();
+    assert!(cached(&a.id), "the mounted archive was evicted");
+    assert!(cached(&b.id));
+    assert_eq!(std::fs::read_to_string(mounted.join("which")).unwrap(), "a");
+    // Unmounted, it is evicted like any other.
+    assert!(unmount_restore(&mounted, &env.state).unwrap());
+    restore_backup(&b, copy).unwrap();
+    assert!(!cached(&a.id));
+    assert!(cached(&b.id));
+});
