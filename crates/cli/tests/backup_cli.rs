@@ -93,6 +93,21 @@ fn backup_list_verify_restore_copy_delete() {
 
     std::fs::remove_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("a.txt"), "changed").unwrap();
+    // An unreadable cache bound is refused by name, before anything changes.
+    let out = run_with_timeout(
+        ctx.cmd(&["restore", &id, "--copy"])
+            .env("SQUASHBOX_CACHE_MAX", "lots"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(!out.success(), "{}", out.describe());
+    assert!(
+        out.stderr_text().contains("INVALID_BACKUP_CONFIG")
+            && out.stderr_text().contains("SQUASHBOX_CACHE_MAX"),
+        "{}",
+        out.describe()
+    );
+    assert!(!dir.join("sub").exists());
     let r = ctx.ok_json(&["restore", &id, "--copy", "--json"]);
     assert_eq!(r["success"], true);
     assert_eq!(r["dir"], s(&dir));
