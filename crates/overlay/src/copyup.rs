@@ -4,7 +4,28 @@
 //! sparse, then xattrs, origin marker, owner, mode, times) and renamed into place in one step,
 //! so a crash never leaves a half-copied file visible. The parent directory's times are
 //! restored afterwards: copy-up is not a user-visible modification of the parent.
-//! Callers hold the namespace lock exclusively.
+//! `copy_up_node`/`copy_up_at` run with the namespace lock held exclusively.
+//!
+//! Copy-up outside the namespace lock. Building the copy of a regular file (its data, and
+//! the `fsync`) is the expensive part, so the FUSE handlers that copy a file up (open for
+//! writing, setattr, setxattr, link, rename) first call [`Overlay::prepare_copy_up`] holding
+//! no namespace lock: it builds the complete copy in the work directory and registers it in
+//! `Overlay::copies` under the file's stable inode number. They then take the lock
+//! exclusively and run the copy-up as before, which re-checks everything from the current
+//! state (the node may have been copied up, renamed or removed meanwhile) and, where it would
+//! build a copy of that lower file, takes the registered one instead ([`Overlay::take_prepared`]).
+//! A copy nobody took is deleted when the handler's [`PreparedCopy`] guard drops. A prepared
+//! copy can never be stale: it depends only on the lower object (immutable), not on the name
+//! it will be published under.
+//!
+//! Invariants:
+//! - At most one copy of a lower file is built or waiting at a time (`copies` holds one
+//!   entry per inode); a second preparer waits for the first, then lets it be used.
+//! - Whoever marks an entry `Building` holds no namespace lock until it leaves that state
+//!   (`Ready`, or removed on failure). So a copy-up holding the lock exclusively may wait for
+//!   a `Building` entry to finish: the builder never waits for the lock meanwhile. Waiting
+//!   for a `Building` entry is the only blocking on `copies`, and `copies` itself is only held
+//!   for map updates (never across I/O).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -27,7 +48,159 @@ const READ_AHEAD: usize = 4;
 /// Bytes copied between two writeback requests during a copy-up.
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 
+/// A copy of a lower regular file made ahead of its copy-up (see the module documentation).
+pub(crate) enum PendingCopy {
+    /// Being built by a thread that holds no namespace lock.
+    Building,
+    /// Complete in the work directory under `tmp`, waiting to be published.
+    Ready {
+        tmp: Vec<u8>,
+        layer: usize,
+        number: u64,
+    },
+}
+
+/// Held by a handler from [`Overlay::prepare_copy_up`] until after its copy-up: deletes the
+/// prepared copy if no copy-up took it (the node was copied up, or removed, meanwhile).
+pub(crate) struct PreparedCopy<'a> {
+    ov: &'a Overlay,
+    ino: u64,
+    tmp: Vec<u8>,
+}
+
+impl Drop for PreparedCopy<'_> {
+    fn drop(&mut self) {
+        let mut copies = self.ov.copies.lock();
+        let unused = matches!(
+            copies.get(&self.ino),
+            Some(PendingCopy::Ready { tmp, .. }) if *tmp == self.tmp
+        );
+        if unused {
+            copies.remove(&self.ino);
+            drop(copies);
+            log::debug!("copy-up of {:#x}: prepared copy not needed", self.ino);
+            let _ = self.ov.upper.remove_tree(self.ov.upper.work(), &self.tmp);
+        }
+    }
+}
+
+/// Marks `copies[ino]` as `Building` while alive; dropping it without `finish` (an error, a
+/// panic) removes the entry and wakes the waiters.
+struct Building<'a> {
+    ov: &'a Overlay,
+    ino: u64,
+}
+
+impl Building<'_> {
+    fn finish(self, ready: PendingCopy) {
+        self.ov.copies.lock().insert(self.ino, ready);
+        self.ov.copies_done.notify_all();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        self.ov.copies.lock().remove(&self.ino);
+        self.ov.copies_done.notify_all();
+    }
+}
+
 impl Overlay {
+    /// Build the copy of node `id` ahead of its copy-up, if it is a lower regular file that a
+    /// copy-up would copy. Must be called holding no namespace lock (see the module
+    /// documentation); the returned guard must live until after the copy-up. Returns `None`
+    /// when there is nothing to prepare, or when another thread prepared (or is preparing, in
+    /// which case this waits for it) the same file.
+    pub(crate) fn prepare_copy_up(&self, id: u64) -> io::Result<Option<PreparedCopy<'_>>> {
+        // Failures here are left to the copy-up under the lock, which reports them.
+        let Ok(ctx) = self.ctx(id) else {
+            return Ok(None);
+        };
+        let state = &ctx.state;
+        if state.upper || state.kind != Kind::File {
+            return Ok(None);
+        }
+        let Some((layer_idx, obj)) = state.lowers.first() else {
+            return Ok(None);
+        };
+        let layer = &self.layers[*layer_idx];
+        let st = layer.stat(obj)?;
+        if st.nlink > 1 && self.upper.index_get(state.ino).is_some() {
+            // Another name of it was copied up: the copy-up only links the index entry.
+            return Ok(None);
+        }
+        let ino = state.ino;
+        {
+            let mut copies = self.copies.lock();
+            let mut waited = false;
+            loop {
+                match copies.get(&ino) {
+                    None if !waited => break,
+                    // Prepared by another thread (published by now, or about to be).
+                    None | Some(PendingCopy::Ready { .. }) => return Ok(None),
+                    Some(PendingCopy::Building) => {
+                        self.copies_done.wait(&mut copies);
+                        waited = true;
+                    }
+                }
+            }
+            copies.insert(ino, PendingCopy::Building);
+        }
+        let building = Building { ov: self, ino };
+        log::debug!(
+            "copy-up of {ino:#x} ({} bytes): building the copy outside the namespace lock",
+            st.size
+        );
+        let tmp = self.build_copy(layer, obj, &st, ino)?;
+        building.finish(PendingCopy::Ready {
+            tmp: tmp.clone(),
+            layer: *layer_idx,
+            number: st.number,
+        });
+        Ok(Some(PreparedCopy { ov: self, ino, tmp }))
+    }
+
+    /// The copy of lower file `number` of layer `layer` (stable number `ino`) prepared ahead,
+    /// if there is one; waits for one being built. Called during a copy-up (namespace lock
+    /// held exclusively: safe, builders never wait for it).
+    fn take_prepared(&self, ino: u64, layer: usize, number: u64) -> Option<Vec<u8>> {
+        let mut copies = self.copies.lock();
+        loop {
+            match copies.get(&ino) {
+                Some(PendingCopy::Building) => self.copies_done.wait(&mut copies),
+                Some(PendingCopy::Ready {
+                    layer: l,
+                    number: n,
+                    ..
+                }) if *l == layer && *n == number => {
+                    let Some(PendingCopy::Ready { tmp, .. }) = copies.remove(&ino) else {
+                        unreachable!("matched just above");
+                    };
+                    return Some(tmp);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A complete copy of lower object `obj` in the work directory: the one prepared ahead
+    /// for a regular file, else built now.
+    fn copy_for(
+        &self,
+        layer_idx: usize,
+        obj: &LowerObj,
+        st: &LowerStat,
+        ino: u64,
+    ) -> io::Result<Vec<u8>> {
+        if st.kind == Kind::File {
+            if let Some(tmp) = self.take_prepared(ino, layer_idx, st.number) {
+                return Ok(tmp);
+            }
+        }
+        self.build_copy(&self.layers[layer_idx], obj, st, ino)
+    }
+
     /// Make sure directory node `id` and all its ancestors exist in the upper directory;
     /// returns its refreshed context.
     pub(crate) fn ensure_upper_dir(&self, id: u64) -> io::Result<NodeCtx> {
@@ -98,7 +271,7 @@ impl Overlay {
             // directory was tampered with) is forgotten and built again once.
             for round in 0..2 {
                 if self.upper.index_get(state.ino).is_none() {
-                    let tmp = self.build_copy(layer, obj, &st, state.ino)?;
+                    let tmp = self.copy_for(*layer_idx, obj, &st, state.ino)?;
                     if let Err(e) = self.upper.index_add(&tmp, state.ino, !self.cfg.volatile) {
                         let _ = self.upper.remove_tree(self.upper.work(), &tmp);
                         return Err(e);
@@ -114,7 +287,7 @@ impl Overlay {
                 }
             }
         } else {
-            let tmp = self.build_copy(layer, obj, &st, state.ino)?;
+            let tmp = self.copy_for(*layer_idx, obj, &st, state.ino)?;
             if let Err(e) = rustix::fs::renameat_with(
                 self.upper.work(),
                 os(&tmp),

@@ -3,7 +3,8 @@
 //! Locking: `ns` is a namespace lock. Operations that change the upper directory's namespace
 //! (create, unlink, rename, copy-up) hold it exclusively; lookups, attribute reads and
 //! directory snapshots hold it shared. Data I/O on open handles takes no namespace lock. The
-//! node table has its own short-lived mutex.
+//! node table has its own short-lived mutex. The data of a regular file's copy-up is built
+//! before the exclusive lock is taken (`copies`, see `copyup.rs`).
 
 use std::collections::HashMap;
 use std::io;
@@ -105,6 +106,11 @@ pub(crate) struct Overlay {
     /// Per lower layer, built on first need: image inode number -> every path (from the layer
     /// root) of a non-directory hard-linked inside the layer. Holds only hard-linked names.
     pub hardlinks: Mutex<HashMap<usize, Arc<LayerLinks>>>,
+    /// Copies of lower regular files being built, or built and not yet published, outside
+    /// the namespace lock, by stable inode number (see `copyup.rs`).
+    pub copies: Mutex<HashMap<u64, crate::copyup::PendingCopy>>,
+    /// Signalled whenever an entry of `copies` stops being `Building`.
+    pub copies_done: parking_lot::Condvar,
     /// In volatile mode, the crash marker in the work directory; dropped (upper synced, then
     /// marker removed) when the overlay ends, after every request was answered.
     pub volatile_marker: Option<crate::volatile::Marker>,
@@ -150,6 +156,8 @@ impl Overlay {
             cfg,
             linkup: Mutex::new(()),
             hardlinks: Mutex::new(HashMap::new()),
+            copies: Mutex::new(HashMap::new()),
+            copies_done: parking_lot::Condvar::new(),
             volatile_marker: None,
         })
     }

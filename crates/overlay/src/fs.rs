@@ -440,6 +440,8 @@ impl OverlayFs {
             .and_then(|fh| self.handle(fh).ok())
             .filter(|h| matches!(**h, Handle::Upper { .. }));
         let ctx = {
+            // The file's data is copied before the exclusive lock (copyup.rs).
+            let _prepared = self.ov.prepare_copy_up(id)?;
             let _g = self.ov.ns.write();
             match self.ov.copy_up_node(id) {
                 Ok(ctx) => Some(ctx),
@@ -448,6 +450,8 @@ impl OverlayFs {
             }
         };
         let _g = self.ov.ns.read();
+        // Its path again: a rename may have run between the two locks.
+        let ctx = ctx.and_then(|_| self.ov.ctx(id).ok());
         let Some(ctx) = ctx else {
             // Detached (unlinked) but open: operate on the descriptor only.
             let h = upper_fd.ok_or_else(|| errno(libc::ENOENT))?;
@@ -530,6 +534,7 @@ impl OverlayFs {
         let acc = flags & libc::O_ACCMODE;
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let ctx = if writes {
+            let _prepared = self.ov.prepare_copy_up(id)?;
             let _g = self.ov.ns.write();
             self.ov.copy_up_node(id)?
         } else {
@@ -554,6 +559,9 @@ impl OverlayFs {
             ));
         }
         let _g = self.ov.ns.read();
+        // Its path again: a rename may have run between the two locks (a copied-up node
+        // stays in the upper directory).
+        let ctx = self.ov.ctx(id)?;
         let fd = match self.open_upper(&ctx.path, self.upper_open_flags(flags)) {
             // Read access added for the writeback cache may be refused to a daemon without
             // CAP_DAC_OVERRIDE; the kernel then cannot fill partial pages, but writes work.
@@ -720,6 +728,11 @@ impl OverlayFs {
         if self.ov.upper.is_private_xattr(key) {
             return Err(errno(libc::EPERM));
         }
+        // Removing an attribute may need no copy-up (checked below, under the lock).
+        let _prepared = match set {
+            Some(_) => self.ov.prepare_copy_up(id)?,
+            None => None,
+        };
         let _g = self.ov.ns.write();
         // Dropped under the exclusive lock, so no reader can re-add a stale "none" meanwhile
         // (readers take the shared lock before they look).
@@ -991,6 +1004,12 @@ impl Filesystem for OverlayFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        // A lower file that moves is copied up: its data before the exclusive lock.
+        let src = self.ov.table.lock().child(parent.0, name.as_bytes());
+        let _prepared = match src {
+            Some(id) => tri!(reply, self.ov.prepare_copy_up(id)),
+            None => None,
+        };
         let _g = self.ov.ns.write();
         tri!(
             reply,
@@ -1013,6 +1032,7 @@ impl Filesystem for OverlayFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _prepared = tri!(reply, self.ov.prepare_copy_up(ino.0));
         let _g = self.ov.ns.write();
         let (state, st) = tri!(reply, self.ov.link(ino.0, newparent.0, newname.as_bytes()));
         let (attr, generation) = self.enter_created(newparent.0, newname.as_bytes(), state, &st);
@@ -1020,9 +1040,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let r = self.open_inner(ino.0, flags.0);
-        if let Err(e) = &r { log::warn!("DEBUGOPEN {:#x} flags {:#x} failed: {e}", ino.0, flags.0); }
-        let (h, fl) = tri!(reply, r);
+        let (h, fl) = tri!(reply, self.open_inner(ino.0, flags.0));
         let backing = match &h {
             Handle::Upper { node, fd } => {
                 self.begin_io(*node, Some(fd.as_fd()), &|fd| reply.open_backing(fd))
