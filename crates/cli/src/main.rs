@@ -57,7 +57,7 @@ enum Command {
     Restore(cmd::restore::Args),
     /// List the backups in the store.
     List(cmd::list::Args),
-    /// Delete a backup from the store.
+    /// Delete a backup from the store (and its archive from this machine's cache).
     Delete(cmd::delete::Args),
     /// Delete backups by rule (--expired, --keep-last N, --older-than DURATION) and orphan
     /// data of creates that never finished (--orphans, --orphan-age).
