@@ -315,34 +315,23 @@ fn commit_archive(
 ) -> Result<BackupMeta> {
     let dir = &options.dir;
     let fail = |msg: String| BackupError::create_failed(msg).with_id(id).with_dir(dir);
-    let (size, sha256) =
-        hash_file(archive_path).map_err(|e| fail(format!("reading the built archive: {e}")))?;
-
-    let meta = BackupMeta {
-        id: id.to_string(),
-        dir: dir.clone(),
-        name: options.name.clone(),
-        size_bytes: size,
-        ttl: options.ttl,
-        created_at: options.clock.now(),
-        format_version: FORMAT_VERSION,
-        sha256,
-        compression: compression.name().to_string(),
-        file_count,
-        gitignore: options.gitignore,
-        excludes: options.excludes.clone(),
-        squashbox_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
     let data_key = store.data_key(id);
     let meta_key = store.meta_key(id);
-    let uploaded = (|| -> std::result::Result<(), String> {
-        if !already_stored {
+    let uploaded = (|| -> std::result::Result<BackupMeta, String> {
+        // An archive already in place is hashed where it lies; an upload hashes what it
+        // sends, as it reads it (no second pass over the file).
+        let (size, sha256) = if already_stored {
+            let hashed =
+                hash_file(archive_path).map_err(|e| format!("reading the built archive: {e}"))?;
+            if let Some(progress) = &options.progress {
+                progress(hashed.0);
+            }
+            hashed
+        } else {
             store
                 .upload_file(archive_path, &data_key, options.progress.clone())
-                .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?;
-        } else if let Some(progress) = &options.progress {
-            progress(size);
-        }
+                .map_err(|e| format!("uploading {data_key} to {} failed: {e}", store.url()))?
+        };
         match store.head_size(&data_key) {
             Ok(Some(n)) if n == size => {}
             Ok(Some(n)) => {
@@ -353,17 +342,36 @@ fn commit_archive(
             Ok(None) => return Err(format!("{data_key} is missing right after upload")),
             Err(e) => return Err(format!("checking {data_key} after upload failed: {e}")),
         }
+        let meta = BackupMeta {
+            id: id.to_string(),
+            dir: dir.clone(),
+            name: options.name.clone(),
+            size_bytes: size,
+            ttl: options.ttl,
+            created_at: options.clock.now(),
+            format_version: FORMAT_VERSION,
+            sha256,
+            compression: compression.name().to_string(),
+            file_count,
+            gitignore: options.gitignore,
+            excludes: options.excludes.clone(),
+            squashbox_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
         store
             .put_small(&meta_key, json)
-            .map_err(|e| format!("writing {meta_key} failed: {e}"))
+            .map_err(|e| format!("writing {meta_key} failed: {e}"))?;
+        Ok(meta)
     })();
-    if let Err(msg) = uploaded {
-        // Meta first: if it somehow landed, removing it un-commits the backup.
-        let _ = store.delete(&meta_key);
-        let _ = store.delete(&data_key);
-        return Err(fail(msg));
-    }
+    let meta = match uploaded {
+        Ok(meta) => meta,
+        Err(msg) => {
+            // Meta first: if it somehow landed, removing it un-commits the backup.
+            let _ = store.delete(&meta_key);
+            let _ = store.delete(&data_key);
+            return Err(fail(msg));
+        }
+    };
     if already_stored {
         // The hash above read the very file restores will mount: record that, so the first
         // restore on this machine need not read all of it again.

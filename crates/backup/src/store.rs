@@ -379,24 +379,28 @@ impl Store {
 
     /// Upload the local file at `path` to `key`: one PUT when small, else a parallel multipart
     /// upload (each request retried with backoff by the client). On failure the multipart
-    /// upload is aborted so no parts linger.
+    /// upload is aborted so no parts linger. Returns the size and SHA-256 (hex) of the bytes
+    /// sent, hashed as they are read.
     pub(crate) fn upload_file(
         &self,
         path: &Path,
         key: &ObjectPath,
         progress: Option<ProgressFn>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<(u64, String)> {
+        use sha2::Digest;
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
+        let mut hasher = sha2::Sha256::new();
         if size <= PART_SIZE as u64 {
             let mut buf = Vec::with_capacity(size as usize);
             file.read_to_end(&mut buf)?;
+            hasher.update(&buf);
             let len = buf.len() as u64;
             block_on(self.inner.put(key, PutPayload::from(buf))).map_err(std::io::Error::other)?;
             if let Some(p) = &progress {
                 p(len);
             }
-            return Ok(());
+            return Ok((len, crate::lock::hex(&hasher.finalize())));
         }
         block_on(async move {
             let upload = self
@@ -418,6 +422,9 @@ impl Store {
                         break;
                     }
                     chunk.truncate(n);
+                    // Hashed here, in file order, while earlier parts are in flight: the
+                    // create needs no separate pass over the archive.
+                    hasher.update(&chunk);
                     writer.put(Bytes::from(chunk));
                     sent += n as u64;
                     if let Some(p) = &progress {
@@ -431,7 +438,7 @@ impl Store {
                 Ok(()) => writer
                     .finish()
                     .await
-                    .map(|_| ())
+                    .map(|_| (sent, crate::lock::hex(&hasher.finalize())))
                     .map_err(std::io::Error::other),
                 Err(e) => {
                     let _ = writer.abort().await;
