@@ -447,16 +447,116 @@ impl Overlay {
 
     /// Paths (from the layer root) of every name of inode `number` in layer `layer`.
     fn hardlink_paths(&self, layer: usize, number: u64) -> io::Result<Vec<Vec<u8>>> {
+        Ok(self
+            .layer_links(layer)?
+            .get(&number)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The hard-linked names of layer `layer`, scanned on first need.
+    fn layer_links(&self, layer: usize) -> io::Result<Arc<LayerLinks>> {
         let cached = self.hardlinks.lock().get(&layer).cloned();
-        let map = match cached {
+        Ok(match cached {
             Some(m) => m,
             None => {
                 let m = Arc::new(self.scan_hardlinks(layer)?);
                 self.hardlinks.lock().insert(layer, m.clone());
                 m
             }
+        })
+    }
+
+    /// Free the index entry of copied-up image hard link `ino` once nothing uses it: no name
+    /// in the upper directory links it (its link count is 1), and each of the image inode's
+    /// names is definitely gone from the merged view. A name counts as gone when every
+    /// directory above it is still merged from the layer at its own path (not renamed away)
+    /// and the name itself no longer shows this inode (deleted, shadowed, hidden). Otherwise
+    /// (a name may live on below a directory renamed through the mount, to be linked from the
+    /// index when it is looked up) the entry is kept. Runs under the exclusive namespace lock
+    /// (or before the mount serves requests); resolving a name may link it from the index,
+    /// which then keeps the entry too.
+    pub(crate) fn release_index_if_unused(&self, ino: u64) -> io::Result<()> {
+        if self.upper.index_get(ino).is_none() || self.upper.index_unlinked(ino)? != Some(true) {
+            return Ok(());
+        }
+        let Some(layer) = (ino >> 32).checked_sub(1).map(|l| l as usize) else {
+            return Ok(());
         };
-        Ok(map.get(&number).cloned().unwrap_or_default())
+        if layer >= self.layers.len() {
+            return Ok(());
+        }
+        // Directory layers key names by their full st_ino, the stable number keeps 32 bits.
+        let mut paths = Vec::new();
+        for (number, p) in self.layer_links(layer)?.iter() {
+            if crate::core::lower_ino(layer, *number) == ino {
+                paths.extend(p.iter().cloned());
+            }
+        }
+        for p in &paths {
+            if !self.name_gone(layer, p, ino)? {
+                log::debug!(
+                    "index entry {ino:#x} kept: {:?} may still show it",
+                    String::from_utf8_lossy(p)
+                );
+                return Ok(());
+            }
+        }
+        if self.upper.index_unlinked(ino)? != Some(true) {
+            return Ok(());
+        }
+        self.upper.index_remove(ino)?;
+        log::debug!("index entry {ino:#x} freed: no name shows it any more");
+        Ok(())
+    }
+
+    /// Whether layer path `path` of lower inode `ino` (layer `layer`) is definitely not shown
+    /// by the merged tree, there or anywhere else (see `release_index_if_unused`).
+    fn name_gone(&self, layer: usize, path: &[u8], ino: u64) -> io::Result<bool> {
+        let comps: Vec<&[u8]> = path
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        let Some((_, dirs)) = comps.split_last() else {
+            return Ok(false);
+        };
+        let mut at: Vec<u8> = Vec::new();
+        for k in 0..=dirs.len() {
+            if k > 0 {
+                at = join(&at, dirs[k - 1]);
+            }
+            let dir = match self.walk_path(&at, false) {
+                Ok(d) => d,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => None,
+                Err(e) => return Err(e),
+            };
+            let Some(dir) = dir else {
+                // Deleted, or renamed away (its lower names live on elsewhere): unknown.
+                return Ok(false);
+            };
+            if dir.state.kind != Kind::Dir || dir.state.lower_path.as_deref() != Some(&at[..]) {
+                return Ok(false);
+            }
+            if !dir.state.lowers.iter().any(|(i, _)| *i == layer) {
+                // The layer's directory is hidden here (opaque above it): so is the name.
+                return Ok(true);
+            }
+        }
+        match self.walk_path(path, false) {
+            Ok(Some(ctx)) => Ok(ctx.state.ino != ino),
+            Ok(None) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// At mount: free the index entries that nothing uses (names deleted while the index was
+    /// not maintained, e.g. by the kernel's overlayfs, or an interrupted cleanup).
+    pub(crate) fn clean_index(&self) -> io::Result<()> {
+        for ino in self.upper.index_entries() {
+            self.release_index_if_unused(ino)?;
+        }
+        Ok(())
     }
 
     /// Walk a whole layer once and record the paths of its hard-linked non-directories. Runs

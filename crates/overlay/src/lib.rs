@@ -372,6 +372,10 @@ fn build_fs(
     let mut ov =
         core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
     ov.volatile_marker = marker;
+    // Free hard-link index entries whose names were all deleted while we were not looking.
+    if let Err(e) = ov.clean_index() {
+        log::warn!("cleaning the hard-link index: {e}");
+    }
     Ok(fs::OverlayFs::new(
         Arc::new(ov),
         options.passthrough,

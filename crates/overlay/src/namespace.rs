@@ -323,6 +323,9 @@ impl Overlay {
             rustix::fs::unlinkat(pdir.as_fd(), os(name), AtFlags::empty())?;
         }
         self.table.lock().detach_name(pctx.id, name);
+        if child.upper && child.kind != Kind::Dir {
+            self.release_index_quietly(child.ino);
+        }
         Ok(())
     }
 
@@ -486,7 +489,20 @@ impl Overlay {
         if let Some(n) = src_id.and_then(|a| t.get_mut(a)) {
             n.state = src;
         }
+        drop(t);
+        // The replaced target may have been the last name of a copied-up image hard link.
+        if let Some(d) = dst.filter(|d| d.upper && d.kind != Kind::Dir) {
+            self.release_index_quietly(d.ino);
+        }
         Ok(())
+    }
+
+    /// `release_index_if_unused` after a name was removed: the removal stands whatever
+    /// happens, so a failure only leaves the entry for the next mount to free.
+    fn release_index_quietly(&self, ino: u64) {
+        if let Err(e) = self.release_index_if_unused(ino) {
+            log::warn!("freeing index entry {ino:#x}: {e}");
+        }
     }
 
     /// Make an object that is about to move exist in the upper directory; a directory that

@@ -327,6 +327,34 @@ impl Upper {
         Ok(())
     }
 
+    /// Stable inode numbers that have an index entry.
+    pub(crate) fn index_entries(&self) -> Vec<u64> {
+        self.indexed.lock().keys().copied().collect()
+    }
+
+    /// Whether the index entry of `ino` is its only link (no name in the upper directory
+    /// links it); `None` (and forgotten) if the entry is gone.
+    pub(crate) fn index_unlinked(&self, ino: u64) -> io::Result<Option<bool>> {
+        match rustix::fs::statat(&self.index, os(&index_name(ino)), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st.st_nlink == 1)),
+            Err(rustix::io::Errno::NOENT) => {
+                self.indexed.lock().remove(&ino);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Delete the index entry of `ino` (its data goes with it if no name links it).
+    pub(crate) fn index_remove(&self, ino: u64) -> io::Result<()> {
+        match rustix::fs::unlinkat(&self.index, os(&index_name(ino)), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.indexed.lock().remove(&ino);
+        Ok(())
+    }
+
     /// Hard-link the index entry of `ino` as `name` in `dir`. An existing `name` that already
     /// is that inode counts as success (a concurrent link-up got there first).
     pub(crate) fn index_link(&self, ino: u64, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
