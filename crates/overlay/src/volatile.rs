@@ -40,7 +40,8 @@ const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 /// The marker of a running volatile mount; dropping it ends the volatile session cleanly.
 pub(crate) struct Marker {
     path: PathBuf,
-    work: PathBuf,
+    /// The work directory, held open: removal must not depend on the current directory.
+    work: OwnedFd,
     /// The upper root, opened for `syncfs`.
     upper: OwnedFd,
     /// `boot_id` inside the marker, `flock`ed for as long as the mount runs.
@@ -65,6 +66,24 @@ fn open_dir(p: &Path) -> io::Result<OwnedFd> {
 
 fn sync_dir(p: &Path) -> io::Result<()> {
     Ok(rustix::fs::fsync(open_dir(p)?)?)
+}
+
+/// Remove the marker (its file, then the directory) inside the work directory `work`, and
+/// sync `work` so that a crash later does not bring it back.
+fn remove_at(work: &OwnedFd) -> io::Result<()> {
+    let file = format!("{MARKER_DIR}/{BOOT_ID_FILE}");
+    match rustix::fs::unlinkat(work, file.as_str(), rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rustix::fs::unlinkat(work, MARKER_DIR, rustix::fs::AtFlags::REMOVEDIR)?;
+    let fd = rustix::fs::openat(
+        work,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(rustix::fs::fsync(fd)?)
 }
 
 /// Refuse, or recover from, a marker left in `work` by an earlier volatile mount (see the
@@ -114,23 +133,15 @@ pub(crate) fn check(work: &Path, upper: &Path) -> Result<(), OverlayError> {
             "the same boot, but syncing the upper filesystem failed ({e})"
         )));
     }
-    remove(&marker, work).map_err(io_err(format!("removing {}", marker.display())))?;
+    open_dir(work)
+        .and_then(|w| remove_at(&w))
+        .map_err(io_err(format!("removing {}", marker.display())))?;
     log::warn!(
         "{} was left by a volatile mount in this boot that did not end cleanly (daemon \
          killed?); the upper filesystem is synced and the marker removed",
         marker.display()
     );
     Ok(())
-}
-
-fn remove(marker: &Path, work: &Path) -> io::Result<()> {
-    match fs::remove_file(marker.join(BOOT_ID_FILE)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    fs::remove_dir(marker)?;
-    // Durable, so that a crash later does not bring the marker back.
-    sync_dir(work)
 }
 
 impl Marker {
@@ -141,6 +152,7 @@ impl Marker {
         let ctx = format!("creating the volatile-mode marker {}", path.display());
         let boot = boot_id().map_err(io_err(format!("{ctx}: reading {BOOT_ID_PATH}")))?;
         let upper_fd = open_dir(upper).map_err(io_err(format!("opening {}", upper.display())))?;
+        let work_fd = open_dir(work).map_err(io_err(format!("opening {}", work.display())))?;
         // Built under a temporary name and renamed, so a marker is never seen half-written.
         let tmp = work.join(format!("{MARKER_DIR}.new"));
         let build = || -> io::Result<File> {
@@ -171,7 +183,7 @@ impl Marker {
         let lock = build().map_err(io_err(ctx))?;
         Ok(Marker {
             path,
-            work: work.to_path_buf(),
+            work: work_fd,
             upper: upper_fd,
             _lock: lock,
         })
@@ -182,7 +194,7 @@ impl Drop for Marker {
     fn drop(&mut self) {
         let r = rustix::fs::syncfs(&self.upper)
             .map_err(io::Error::from)
-            .and_then(|()| remove(&self.path, &self.work));
+            .and_then(|()| remove_at(&self.work));
         match r {
             Ok(()) => log::debug!("volatile mount ended: upper synced, marker removed"),
             Err(e) => log::error!(
