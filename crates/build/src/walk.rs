@@ -209,8 +209,7 @@ pub fn walk(
         let mut subdirs = Vec::new();
         for name in entries {
             let child_path = path.join(&name);
-            let Some((child, descend)) = walker.add_entry(index, name, &child_path, &state)?
-            else {
+            let Some((child, descend)) = walker.add_entry(index, name, &child_path, &state)? else {
                 continue;
             };
             on_entry(child, &child_path, &walker.tree.nodes[child as usize])?;
