@@ -515,6 +515,41 @@ mod tests {
     }
 
     #[test]
+    fn names_are_indexed_without_copies_through_every_alias_change() {
+        let mut t = NodeTable::new(st(Kind::Dir, 100));
+        let d = t.insert_lookup(ROOT, b"d", st(Kind::Dir, 11));
+        // Three names of one node (one inline, then a list), then back down to none.
+        for (p, n) in [(ROOT, &b"a"[..]), (d, b"b"), (ROOT, b"c")] {
+            assert_eq!(t.insert_lookup(p, n, st(Kind::File, 10)), 10);
+        }
+        assert_eq!(t.get(10).unwrap().aliases.as_slice().len(), 3);
+        // A repeated lookup of a known name adds no alias.
+        t.insert_lookup(d, b"b", st(Kind::File, 10));
+        assert_eq!(t.get(10).unwrap().aliases.as_slice().len(), 3);
+        for (p, n) in [(ROOT, &b"a"[..]), (d, b"b"), (ROOT, b"c")] {
+            assert_eq!(t.child(p, n), Some(10));
+        }
+        t.detach_name(ROOT, b"a");
+        assert_eq!(t.child(ROOT, b"a"), None);
+        assert_eq!(t.path(10).unwrap(), b"d/b");
+        t.move_name(d, b"b", ROOT, b"e");
+        assert!(matches!(t.get(10).unwrap().aliases, Aliases::Many(_)));
+        t.detach_name(ROOT, b"c");
+        assert!(matches!(t.get(10).unwrap().aliases, Aliases::One(_)));
+        assert_eq!(t.path(10).unwrap(), b"e");
+        assert_eq!(t.child(ROOT, b"e"), Some(10));
+        t.detach_name(ROOT, b"e");
+        assert!(t.get(10).unwrap().aliases.is_empty());
+        assert_eq!(t.path(10), None);
+        // Same name under two parents: two entries of the index.
+        let x = t.insert_lookup(ROOT, b"x", st(Kind::File, 20));
+        let y = t.insert_lookup(d, b"x", st(Kind::File, 21));
+        assert_eq!((t.child(ROOT, b"x"), t.child(d, b"x")), (Some(x), Some(y)));
+        t.forget(x, 1);
+        assert_eq!((t.child(ROOT, b"x"), t.child(d, b"x")), (None, Some(y)));
+    }
+
+    #[test]
     fn exchange_swaps_names() {
         let mut t = NodeTable::new(st(Kind::Dir, 100));
         let a = t.insert_lookup(ROOT, b"a", st(Kind::File, 10));
