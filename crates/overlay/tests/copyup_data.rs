@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use common::{can_run, Fixture, LowerKind};
+use common::{append, can_run, Fixture, LowerKind};
 use squashbox_overlay::OverlayOptions;
 
 const MIB: u64 = 1 << 20;
@@ -42,12 +41,7 @@ fn check(kind: LowerKind) {
     let fx = Fixture::with_options(populate, OverlayOptions::default(), kind);
     for name in ["data", "small"] {
         let mut want = expected(&fx.lower_src, name);
-        OpenOptions::new()
-            .append(true)
-            .open(fx.m(name))
-            .unwrap()
-            .write_all(b"!")
-            .unwrap();
+        append(&fx.m(name), b"!");
         want.push(b'!');
         let upper = fs::read(fx.u(name)).unwrap();
         assert_eq!(upper.len(), want.len(), "{name}: size of the copy");

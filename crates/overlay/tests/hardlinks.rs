@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{DirEntryExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -35,15 +34,6 @@ fn ino(p: &Path) -> u64 {
 
 fn nlink(p: &Path) -> u64 {
     fs::symlink_metadata(p).unwrap().nlink()
-}
-
-fn append(p: &Path, data: &[u8]) {
-    fs::OpenOptions::new()
-        .append(true)
-        .open(p)
-        .unwrap()
-        .write_all(data)
-        .unwrap();
 }
 
 /// Entries of the index directory (squashbox's private part of the work directory).

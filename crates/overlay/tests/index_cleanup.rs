@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -34,15 +33,6 @@ fn index(fx: &Fixture) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn append(p: &Path, data: &[u8]) {
-    fs::OpenOptions::new()
-        .append(true)
-        .open(p)
-        .unwrap()
-        .write_all(data)
-        .unwrap();
 }
 
 fn run(kind: LowerKind) {

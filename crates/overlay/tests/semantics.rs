@@ -67,12 +67,7 @@ fn write_to_lower_file_copies_up_data_and_metadata(kind: LowerKind) {
     assert_eq!(fs::read(fx.u("ro")).unwrap(), b"read only");
     assert_eq!(u.mtime(), 1_600_000_000, "mtime copied up");
     // xattr copied with the file
-    fs::OpenOptions::new()
-        .append(true)
-        .open(fx.m("file"))
-        .unwrap()
-        .write_all(b"more\n")
-        .unwrap();
+    append(&fx.m("file"), b"more\n");
     assert_eq!(
         get_xattr(&fx.u("file"), b"user.color").as_deref(),
         Some(&b"blue"[..])
@@ -292,12 +287,7 @@ fn hard_links_symlinks_and_special_files(kind: LowerKind) {
     let b = fs::metadata(fx.m("file-link")).unwrap();
     assert_eq!(a.ino(), b.ino());
     assert_eq!(a.nlink(), 2);
-    fs::OpenOptions::new()
-        .append(true)
-        .open(fx.m("file-link"))
-        .unwrap()
-        .write_all(b"!")
-        .unwrap();
+    append(&fx.m("file-link"), b"!");
     assert_eq!(fs::read(fx.m("file")).unwrap(), b"lower file contents\n!");
     assert_eq!(
         fs::metadata(fx.u("file")).unwrap().ino(),

@@ -83,12 +83,7 @@ fn copy_up_checks(fx: &Fixture) {
     let m = fs::metadata(fx.u("big")).unwrap();
     assert_eq!(m.len(), want.len() as u64);
 
-    OpenOptions::new()
-        .append(true)
-        .open(fx.m("file"))
-        .unwrap()
-        .write_all(b"more\n")
-        .unwrap();
+    append(&fx.m("file"), b"more\n");
     assert_eq!(
         fs::read(fx.u("file")).unwrap(),
         b"lower file contents\nmore\n"

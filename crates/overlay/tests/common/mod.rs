@@ -382,6 +382,17 @@ pub fn is_opaque(p: &Path) -> bool {
     get_xattr(p, b"trusted.overlay.opaque").as_deref() == Some(b"y")
 }
 
+/// Append `data` to the file at `p` (through the mount: copies a lower file up).
+pub fn append(p: &Path, data: &[u8]) {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .append(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {} for append: {e}", p.display()))
+        .write_all(data)
+        .unwrap_or_else(|e| panic!("append to {}: {e}", p.display()));
+}
+
 /// A standard lower tree used by the semantic tests.
 pub fn standard_tree(root: &Path) {
     use std::os::unix::fs::{symlink, PermissionsExt};
