@@ -463,26 +463,34 @@ impl Store {
             .step_by(PART_SIZE)
             .map(|start| start..(start + PART_SIZE as u64).min(size))
             .collect();
+        let dest = Arc::new(dest.try_clone()?);
         block_on(async {
             let mut hasher = sha2::Sha256::new();
+            // Each part is fetched and written by its own task on the I/O runtime, so the
+            // writes run in parallel with each other and with this task, which only hashes
+            // the parts in order (the hash is most of the CPU a download costs).
             let mut parts = futures::stream::iter(ranges)
-                .map(|range| async move {
-                    let bytes = self
-                        .inner
-                        .get_range(key, range.clone())
-                        .await
-                        .map_err(std::io::Error::other)?;
-                    if bytes.len() as u64 != range.end - range.start {
-                        return Err(std::io::Error::other(format!(
-                            "store returned {} bytes for range {range:?}",
-                            bytes.len()
-                        )));
-                    }
-                    dest.write_all_at(&bytes, range.start)?;
-                    // Have the kernel start writing this part back now, so the fsync that
-                    // makes the download durable finds little left to do.
-                    start_writeback(dest, range.start, bytes.len() as u64);
-                    Ok(bytes)
+                .map(|range| {
+                    let inner = Arc::clone(&self.inner);
+                    let key = key.clone();
+                    let dest = Arc::clone(&dest);
+                    AbortOnDrop(tokio::spawn(async move {
+                        let bytes = inner
+                            .get_range(&key, range.clone())
+                            .await
+                            .map_err(std::io::Error::other)?;
+                        if bytes.len() as u64 != range.end - range.start {
+                            return Err(std::io::Error::other(format!(
+                                "store returned {} bytes for range {range:?}",
+                                bytes.len()
+                            )));
+                        }
+                        dest.write_all_at(&bytes, range.start)?;
+                        // Have the kernel start writing this part back now, so the fsync
+                        // that makes the download durable finds little left to do.
+                        start_writeback(&dest, range.start, bytes.len() as u64);
+                        Ok::<_, std::io::Error>(bytes)
+                    }))
                 })
                 // In order (still PARALLELISM requests in flight), for the running hash.
                 .buffered(PARALLELISM);
@@ -491,6 +499,29 @@ impl Store {
             }
             Ok(crate::lock::hex(&hasher.finalize()))
         })
+    }
+}
+
+/// A spawned part download that is cancelled when dropped: when one part fails, the parts
+/// still in flight stop instead of writing on into a file that is about to be removed.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<std::io::Result<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::io::Result<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|joined| joined.unwrap_or_else(|e| Err(std::io::Error::other(e))))
     }
 }
 
