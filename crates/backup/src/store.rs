@@ -20,6 +20,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
+use squashbox_format::writeback::start_writeback;
 
 use crate::error::{BackupError, Result};
 use crate::runtime::block_on;
@@ -488,7 +489,7 @@ impl Store {
                         dest.write_all_at(&bytes, range.start)?;
                         // Have the kernel start writing this part back now, so the fsync
                         // that makes the download durable finds little left to do.
-                        start_writeback(&dest, range.start, bytes.len() as u64);
+                        start_writeback(&*dest, range.start, bytes.len() as u64);
                         Ok::<_, std::io::Error>(bytes)
                     }))
                 })
@@ -548,21 +549,6 @@ impl Store {
             }
             Ok(Some((total, crate::lock::hex(&hasher.finalize()))))
         })
-    }
-}
-
-/// Start writeback of `len` bytes at `offset` of `file` without waiting for it
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint: it makes nothing durable by itself
-/// (the fsync still does that, and waits for whatever is left), and failures are ignored.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: `file` is borrowed, so its descriptor stays open for the whole call, and
-    // sync_file_range reads only its integer arguments (no memory is handed to the kernel).
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use squashbox_format::writeback::start_writeback;
 use tempfile::NamedTempFile;
 
 use crate::BuildError;
@@ -121,7 +122,11 @@ impl Write for ImageOut {
         self.pos += n as u64;
         if self.pos >= self.writeback_from + WRITEBACK_CHUNK {
             self.out.flush()?;
-            start_writeback(self.out.get_ref(), self.writeback_from, self.pos);
+            start_writeback(
+                self.out.get_ref(),
+                self.writeback_from,
+                self.pos - self.writeback_from,
+            );
             self.writeback_from = self.pos;
         }
         Ok(n)
@@ -148,21 +153,3 @@ impl squashbox_format::writer::ImageSink for ImageOut {
         Ok(())
     }
 }
-
-/// Ask the kernel to start (not wait for) writeback of `start..end`. Only a hint: errors
-/// surface in the final `fsync`, which is what decides success.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, start: u64, end: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
-        return;
-    };
-    // SAFETY: `file` keeps its descriptor open for the whole call, and sync_file_range reads
-    // only its integer arguments (no memory is passed to the kernel).
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _start: u64, _end: u64) {}

@@ -18,6 +18,7 @@ pub mod error;
 pub mod layout;
 pub mod reader;
 pub mod source;
+pub mod writeback;
 pub mod writer;
 
 pub use compress::{Compressor, CompressorOptions};

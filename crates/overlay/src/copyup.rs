@@ -33,6 +33,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use squashbox_format::writeback::start_writeback;
 
 use crate::core::{errno, LayerLinks, NodeCtx, Overlay};
 use crate::lower::{Kind, Layer, LowerFile, LowerObj, LowerStat};
@@ -749,7 +750,7 @@ impl ChunkWriter<'_> {
         // Let the disk work while we copy: the fsync then waits only for the last few MiB
         // instead of the whole file.
         if self.writeback && end - self.writeback_from >= WRITEBACK_CHUNK {
-            sys::start_writeback(self.fd, self.writeback_from, end - self.writeback_from);
+            start_writeback(self.fd, self.writeback_from, end - self.writeback_from);
             self.writeback_from = end;
         }
         Ok(())

@@ -86,20 +86,6 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Res
     Ok(())
 }
 
-/// Ask the kernel to start (not wait for) writeback of `offset..offset + len` of `fd`. Only
-/// a hint, so errors are ignored: the `fsync` that follows decides.
-pub(crate) fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: `fd` is borrowed, so it stays open for the whole call, and sync_file_range
-    // reads only its integer arguments (no memory is passed to the kernel).
-    unsafe {
-        libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
 /// A path that names `name` inside the directory open at `dirfd` without re-resolving the
 /// directory's own path: `/proc/self/fd/<dirfd>/<name>`. Used for the `l*xattr` calls, which
 /// have no `*at` form; the final component is never followed.
