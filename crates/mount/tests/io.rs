@@ -119,28 +119,8 @@ fn concurrent_random_reads_match_source() {
 
 fn mmap_contents(path: &Path, len: usize) -> Vec<u8> {
     let file = File::open(path).unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: we map `len` bytes of a read-only file privately and copy them out before
-    // unmapping; the file is not modified while mapped (the file system is read-only).
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        );
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        let copy = std::slice::from_raw_parts(p as *const u8, len).to_vec();
-        libc::munmap(p, len);
-        copy
-    }
+    squashbox_testkit::sys::mmap_read(&file, len)
+        .unwrap_or_else(|e| panic!("mmap {}: {e}", path.display()))
 }
 
 #[test]

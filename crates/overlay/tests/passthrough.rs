@@ -51,31 +51,6 @@ fn mmap_write(file: &fs::File, offset: usize, data: &[u8]) {
     }
 }
 
-/// Read `len` bytes of `file` through a private read-only mapping.
-fn mmap_read(file: &fs::File, len: usize) -> Vec<u8> {
-    // SAFETY: a fresh read-only mapping of `len` bytes of an open file at least that long,
-    // copied out within bounds and unmapped before returning.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        );
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        let v = std::slice::from_raw_parts(p as *const u8, len).to_vec();
-        assert_eq!(libc::munmap(p, len), 0);
-        v
-    }
-}
-
 fn scenario(options: OverlayOptions, expect: IoMode) {
     if !can_run() {
         return;
@@ -170,7 +145,10 @@ fn scenario(options: OverlayOptions, expect: IoMode) {
             .unwrap();
         mmap_write(&f, 100, b"MAPPED");
         let lower = fs::File::open(fx.m("big")).unwrap();
-        assert!(mmap_read(&lower, 3 << 20).iter().all(|b| *b == 7));
+        assert!(squashbox_testkit::sys::mmap_read(&lower, 3 << 20)
+            .expect("mmap of a lower file")
+            .iter()
+            .all(|b| *b == 7));
     }
     assert_eq!(&read(&fx.m("new"))[100..106], b"MAPPED");
     assert_eq!(&read(&fx.u("new"))[100..106], b"MAPPED");

@@ -191,3 +191,27 @@ pub fn limit_address_space(cmd: &mut std::process::Command, bytes: u64) {
         });
     }
 }
+
+/// The first `len` bytes of `file` read through a private read-only mapping (the page-fault
+/// path of a file system, as opposed to `read`). `len` must not exceed the file's size.
+pub fn mmap_read(file: &std::fs::File, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh private read-only mapping of `len` bytes of an open file; it is only
+    // read within bounds, copied out, and unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let copy = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        check(libc::munmap(p, len))?;
+        Ok(copy)
+    }
+}
