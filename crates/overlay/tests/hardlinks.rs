@@ -4,6 +4,7 @@
 //! upper directory; names not linked yet (below a renamed directory, or lost in a crash) are
 //! linked from the index when next looked up, also after a remount.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -180,21 +181,6 @@ fn names_below_a_renamed_directory_are_linked_on_lookup(kind: LowerKind) {
     let ours = manifest(&fx.mnt, ManifestOpts::full());
     let k = fx.kernel_manifest();
     assert_same(&k, &ours, "kernel overlay vs ours");
-}
-
-/// Every scenario runs with the image read by squashbox's reader and with the kernel's
-/// squashfs mount as a directory layer.
-macro_rules! both_lowers {
-    ($($name:ident),* $(,)?) => {
-        mod image {
-            use super::*;
-            $(#[test] fn $name() { super::$name(LowerKind::Image) })*
-        }
-        mod kernel_dir {
-            use super::*;
-            $(#[test] fn $name() { super::$name(LowerKind::KernelDir) })*
-        }
-    };
 }
 
 both_lowers!(

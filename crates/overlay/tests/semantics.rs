@@ -2,6 +2,7 @@
 //! through the mount and on disk in the upper directory (whiteouts, opaque markers, redirects,
 //! copied data and metadata), with a kernel overlayfs cross-check of the final tree.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -396,21 +397,6 @@ fn readdir_merges_and_is_stable_across_changes(kind: LowerKind) {
         .read_to_string(&mut s)
         .unwrap();
     assert_eq!(s, "400");
-}
-
-/// Every scenario runs with the image read by squashbox's reader and, as a second opinion on
-/// the overlay logic, with the kernel's squashfs mount as a directory layer.
-macro_rules! both_lowers {
-    ($($name:ident),* $(,)?) => {
-        mod image {
-            use super::*;
-            $(#[test] fn $name() { super::$name(LowerKind::Image) })*
-        }
-        mod kernel_dir {
-            use super::*;
-            $(#[test] fn $name() { super::$name(LowerKind::KernelDir) })*
-        }
-    };
 }
 
 both_lowers!(

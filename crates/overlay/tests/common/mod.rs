@@ -17,6 +17,24 @@ use std::time::{Duration, Instant};
 use squashbox_format::Archive;
 use squashbox_overlay::{mount_overlay_layers, LowerLayer, OverlayHandle, OverlayOptions};
 
+/// Define one `#[test]` per scenario function (taking a [`LowerKind`]) for each lower kind:
+/// the image read by squashbox's reader, and, as a second opinion on the overlay logic, the
+/// kernel's squashfs mount as a directory layer. Test files use it with `#[macro_use] mod
+/// common;`.
+#[allow(unused_macros)]
+macro_rules! both_lowers {
+    ($($name:ident),* $(,)?) => {
+        mod image {
+            use super::*;
+            $(#[test] fn $name() { super::$name(LowerKind::Image) })*
+        }
+        mod kernel_dir {
+            use super::*;
+            $(#[test] fn $name() { super::$name(LowerKind::KernelDir) })*
+        }
+    };
+}
+
 /// How the fixture presents the image to the overlay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LowerKind {
