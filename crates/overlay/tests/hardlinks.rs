@@ -129,17 +129,11 @@ fn image_links_share_one_inode_and_copy_up_once(kind: LowerKind) {
                 .set_modified(d.modified().unwrap()),
         )
         .unwrap();
-    fx.remount_overlay();
+    fx.assert_remount_shows(&ours);
     assert_eq!(fs::read(fx.m("d/b")).unwrap(), b"shared\nmore\n");
     assert_eq!(ino(&fx.m("d/b")), first, "st_ino stable across remount");
     assert_eq!(ino(&fx.u("d/b")), up.ino(), "relinked from the index");
-    assert_same(
-        &ours,
-        &manifest(&fx.mnt, ManifestOpts::full()),
-        "after remount",
-    );
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 fn names_below_a_renamed_directory_are_linked_on_lookup(kind: LowerKind) {
@@ -179,8 +173,7 @@ fn names_below_a_renamed_directory_are_linked_on_lookup(kind: LowerKind) {
     append(&fx.m("r2/h"), b"again\n");
     assert_eq!(fs::read(fx.m("top")).unwrap(), b"top\nchanged\nagain\n");
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 both_lowers!(

@@ -32,8 +32,7 @@ fn lower_tree_is_visible_unchanged_and_upper_stays_empty(kind: LowerKind) {
         0,
         "reading must not copy up"
     );
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 fn write_to_lower_file_copies_up_data_and_metadata(kind: LowerKind) {
@@ -83,19 +82,13 @@ fn write_to_lower_file_copies_up_data_and_metadata(kind: LowerKind) {
         b"lower file contents\n"
     );
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    fx.remount_overlay();
+    fx.assert_remount_shows(&ours);
     assert_eq!(
         fs::metadata(fx.m("big")).unwrap().ino(),
         before.ino(),
         "st_ino stable across remount"
     );
-    assert_same(
-        &ours,
-        &manifest(&fx.mnt, ManifestOpts::full()),
-        "after remount",
-    );
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 fn truncate_and_setattr_copy_up(kind: LowerKind) {
@@ -135,8 +128,7 @@ fn truncate_and_setattr_copy_up(kind: LowerKind) {
     );
     assert_eq!(fs::read(fx.u("dir/sub/deep/x")).unwrap(), b"xxx");
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 fn unlink_and_rmdir_leave_whiteouts_only_where_needed(kind: LowerKind) {
@@ -186,8 +178,7 @@ fn unlink_and_rmdir_leave_whiteouts_only_where_needed(kind: LowerKind) {
     fs::write(fx.m("file"), b"again").unwrap();
     assert_eq!(fs::read(fx.u("file")).unwrap(), b"again");
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 fn rename_matrix_with_kernel_cross_check(kind: LowerKind) {
@@ -267,14 +258,8 @@ fn rename_matrix_with_kernel_cross_check(kind: LowerKind) {
     assert_eq!(fs::read(fx.m("again")).unwrap(), b"read only");
     assert_eq!(fs::read(fx.m("ro/deep/x")).unwrap(), b"xxx");
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    fx.remount_overlay();
-    assert_same(
-        &ours,
-        &manifest(&fx.mnt, ManifestOpts::full()),
-        "after remount",
-    );
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_remount_shows(&ours);
+    fx.assert_kernel_shows(&ours);
 }
 
 fn hard_links_symlinks_and_special_files(kind: LowerKind) {
@@ -330,8 +315,7 @@ fn hard_links_symlinks_and_special_files(kind: LowerKind) {
         .is_fifo_like());
     fs::remove_file(fx.m("fifo")).unwrap();
     let ours = manifest(&fx.mnt, ManifestOpts::full());
-    let k = fx.kernel_manifest();
-    assert_same(&k, &ours, "kernel overlay vs ours");
+    fx.assert_kernel_shows(&ours);
 }
 
 trait FifoLike {

@@ -263,6 +263,21 @@ impl Fixture {
         );
     }
 
+    /// Mount our overlay again and assert it shows exactly `ours` (taken before).
+    #[track_caller]
+    pub fn assert_remount_shows(&mut self, ours: &Manifest) {
+        self.remount_overlay();
+        assert_same(ours, &manifest(&self.mnt, ours.opts), "after remount");
+    }
+
+    /// Assert the kernel's overlayfs, over a copy of our upper dir, shows exactly `ours`:
+    /// the on-disk format is the kernel's.
+    #[track_caller]
+    pub fn assert_kernel_shows(&mut self, ours: &Manifest) {
+        let k = self.kernel_manifest();
+        assert_same(&k, ours, "kernel overlay vs ours");
+    }
+
     /// Unmount ours, mount the kernel overlay over a copy of the upper dir, and return the
     /// manifest the kernel shows.
     pub fn kernel_manifest(&mut self) -> Manifest {
