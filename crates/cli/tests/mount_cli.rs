@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use squashbox_testkit::{
-    assert_trees_equal, is_mounted, require_fuse, require_root, require_tool, run_with_timeout,
-    DiffOptions, MountGuard, TimedOutput,
+    assert_trees_equal, find_process, is_mounted, require_fuse, require_root, require_tool,
+    run_with_timeout, wait_process_gone, DiffOptions, MountGuard, TimedOutput,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_squashbox");
@@ -57,6 +57,15 @@ fn squashbox(args: &[&std::ffi::OsStr]) -> TimedOutput {
     run_with_timeout(Command::new(BIN).args(args).stdin(Stdio::null()), TIMEOUT).unwrap()
 }
 
+/// The PID of the daemon serving `mnt` (found by its command line).
+fn daemon_pid(mnt: &Path) -> Option<u32> {
+    find_process(&["--daemon-child", &mnt.to_string_lossy()])
+}
+
+fn wait_gone(pid: u32) {
+    wait_process_gone(pid, TIMEOUT);
+}
+
 fn mount_daemon(s: &Setup) -> (MountGuard, u32) {
     let out = squashbox(&["mount".as_ref(), s.img.as_ref(), s.mnt.as_ref()]);
     assert!(out.success(), "squashbox mount: {}", out.describe());
@@ -69,47 +78,6 @@ fn mount_daemon(s: &Setup) -> (MountGuard, u32) {
     );
     let pid = daemon_pid(&s.mnt).expect("daemon process");
     (guard, pid)
-}
-
-/// The PID of the daemon serving `mnt` (found by its command line).
-fn daemon_pid(mnt: &Path) -> Option<u32> {
-    let needle = mnt.to_string_lossy().to_string();
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        if args.iter().any(|a| a == "--daemon-child") && args.contains(&needle) && !is_gone(pid) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "daemon {pid} still running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -11,10 +11,11 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use squashbox_testkit::{
-    is_mounted, require_fuse, require_root, run_with_timeout, MountGuard, TimedOutput,
+    find_process, is_mounted, require_fuse, require_root, run_with_timeout, wait_process_gone,
+    MountGuard, TimedOutput,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_squashbox");
@@ -100,47 +101,11 @@ fn umount(s: &Setup) {
 
 /// The PID of the overlay daemon serving `mnt` (found by its command line).
 fn daemon_pid(mnt: &Path) -> Option<u32> {
-    let needle = mnt.to_string_lossy().to_string();
-    for entry in fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        if args.iter().any(|a| a == "overlay")
-            && args.iter().any(|a| a == "--daemon-child")
-            && args.contains(&needle)
-            && !is_gone(pid)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
+    find_process(&["overlay", "--daemon-child", &mnt.to_string_lossy()])
 }
 
 fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "daemon {pid} still running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_process_gone(pid, TIMEOUT);
 }
 
 fn is_whiteout(p: &Path) -> bool {

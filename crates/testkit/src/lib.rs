@@ -47,8 +47,8 @@ pub use hash::{ContentHash, ContentHasher};
 pub use manifest::{assert_trees_equal, diff, DiffOptions, Difference, Entry, EntryKind, Manifest};
 pub use mounts::{is_mounted, wait_for_mount, LoopMount, MountGuard};
 pub use process::{
-    mksquashfs, require_squashbox_bin, run_with_timeout, squashbox_bin, unsquashfs_list,
-    TimedOutput, DEFAULT_TIMEOUT,
+    find_process, mksquashfs, process_gone, require_squashbox_bin, run_with_timeout, squashbox_bin,
+    unsquashfs_list, wait_process_gone, TimedOutput, DEFAULT_TIMEOUT,
 };
 pub use skip::{
     in_ci, is_root, require_fuse, require_loop, require_root, require_tool, skip_or_fail, tool_path,

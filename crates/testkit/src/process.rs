@@ -218,3 +218,43 @@ pub fn require_squashbox_bin() -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// The PID of a live process (not exited, not a zombie) whose command line holds every one of
+/// `args` as a whole argument: how tests find a daemon they started through a command that
+/// detached it (e.g. by its mountpoint and `--daemon-child`).
+pub fn find_process(args: &[&str]) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let have: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.iter().all(|a| have.contains(&a.as_bytes())) && !process_gone(pid) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Wait until `pid` has exited; panics if it is still running after `timeout`.
+#[track_caller]
+pub fn wait_process_gone(pid: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !process_gone(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still running");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
