@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use squashbox_extract::{extract, ExtractOptions};
@@ -54,17 +54,24 @@ fn build_wide_tree(root: &Path) {
     sys::set_mtime(root, 4_000_000).unwrap();
 }
 
+/// [`build_wide_tree`] under `dir/src`, packed by mksquashfs (4 KiB blocks) into
+/// `dir/image.sqfs`; returns both paths.
+fn wide_image(dir: &Path) -> (PathBuf, PathBuf) {
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    build_wide_tree(&src);
+    let image = dir.join("image.sqfs");
+    mksquashfs(&src, &image, &["-quiet", "-b", "4096"]);
+    (src, image)
+}
+
 #[test]
 fn any_thread_count_gives_the_same_tree() {
     if !require_tool("mksquashfs") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir(&src).unwrap();
-    build_wide_tree(&src);
-    let image = tmp.path().join("image.sqfs");
-    mksquashfs(&src, &image, &["-quiet", "-b", "4096"]);
+    let (src, image) = wide_image(tmp.path());
     let archive = Archive::open_path(&image).unwrap();
     for threads in [1, 2, 16] {
         let dest = tmp.path().join(format!("out{threads}"));
@@ -88,11 +95,7 @@ fn force_with_many_threads_replaces_without_following() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir(&src).unwrap();
-    build_wide_tree(&src);
-    let image = tmp.path().join("image.sqfs");
-    mksquashfs(&src, &image, &["-quiet", "-b", "4096"]);
+    let (src, image) = wide_image(tmp.path());
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).unwrap();
     let canary = outside.join("canary");
