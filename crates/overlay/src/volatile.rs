@@ -22,7 +22,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -77,13 +77,7 @@ fn remove_at(work: &OwnedFd) -> io::Result<()> {
         Err(e) => return Err(e.into()),
     }
     rustix::fs::unlinkat(work, MARKER_DIR, rustix::fs::AtFlags::REMOVEDIR)?;
-    let fd = rustix::fs::openat(
-        work,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(rustix::fs::fsync(fd)?)
+    crate::upper::sync_dir(work.as_fd())
 }
 
 /// Refuse, or recover from, a marker left in `work` by an earlier volatile mount (see the
