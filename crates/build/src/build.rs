@@ -202,30 +202,31 @@ pub(crate) fn run(
     let mut files = 0u64;
     let mut walked = 0u64;
     let mut tree = walk(&source, &filter, &walk_options, &mut |index, path, node| {
-        if let NodeKind::File { size, holes } = node.kind {
-            file_nodes.push(index);
-            pipeline.add_path(path.into(), size, holes);
-            total += size;
-            files += 1;
+        match node.kind {
+            NodeKind::File { size, holes } => {
+                file_nodes.push(index);
+                pipeline.add_path(path.into(), size, holes);
+                total += size;
+                files += 1;
+            }
+            // Another name of a regular file (its first name came earlier, so it is in the
+            // sorted `file_nodes` if it is one).
+            NodeKind::HardLink { target } if file_nodes.binary_search(&target).is_ok() => {
+                files += 1;
+            }
+            _ => {}
         }
         pipeline.pump(&mut |n| walked += n)
     })?;
     timer.phase("walk");
-    // Unreadable directories found by the walk are reported together with the files that
-    // fail to open or read in the data phase, so one run lists every problem.
-    for node in &tree.nodes {
-        if let NodeKind::HardLink { target } = node.kind {
-            if matches!(tree.nodes[target as usize].kind, NodeKind::File { .. }) {
-                files += 1;
-            }
-        }
-    }
     let progress = Progress::new(options.progress, total);
     progress.inc(walked);
     let (data, writer) = pipeline.finish(&mut |n| progress.inc(n))?;
     progress.finish();
     timer.phase("data");
 
+    // Unreadable directories found by the walk are reported together with the files that
+    // fail to open or read in the data phase, so one run lists every problem.
     let mut unreadable = std::mem::take(&mut tree.unreadable);
     let mut file_data = vec![None; tree.nodes.len()];
     for (i, slot) in data.files.into_iter().enumerate() {
