@@ -691,21 +691,18 @@ fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64, writeback: bool) -
                     // The writer hung up (it failed): stop reading.
                     let Ok(mut buf) = empty_rx.recv() else { return };
                     let want = CHUNK.min((size - off) as usize);
-                    let sent = match src.read_at(off, &mut buf[..want]) {
+                    let n = match src.read_at(off, &mut buf[..want]) {
                         Ok(0) => return,
-                        Ok(n) => {
-                            let sent = full_tx.send(Ok((off, n, buf)));
-                            off += n as u64;
-                            sent
-                        }
+                        Ok(n) => n,
                         Err(e) => {
                             let _ = full_tx.send(Err(e));
                             return;
                         }
                     };
-                    if sent.is_err() {
+                    if full_tx.send(Ok((off, n, buf))).is_err() {
                         return;
                     }
+                    off += n as u64;
                 }
             })?;
         // Ends when the reader is done (it drops its sender) or on the first error (dropping
