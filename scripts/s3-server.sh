@@ -9,6 +9,7 @@
 #   scripts/s3-server.sh [start]   install if needed, start if not running, print env exports
 #   scripts/s3-server.sh env       print the env exports (no start)
 #   scripts/s3-server.sh stop      stop the server started by this script (by its PID file)
+#   scripts/s3-server.sh errors    print the server log's last error lines (for failed runs)
 #
 #   eval "$(scripts/s3-server.sh start)"   # then cargo test -p squashbox-backup
 #
@@ -111,7 +112,9 @@ start() {
   ]
 }
 JSON
-    # Only loopback; the ports are offset from the S3 port to avoid the defaults.
+    # Only loopback; the ports are offset from the S3 port to avoid the defaults. The volume
+    # size and count are fixed: left automatic, weed derives them from the free disk space at
+    # start, and on a fullish disk it ends up with too few volumes for a whole test run.
     setsid "$weed" mini \
         -dir="$dir/data" \
         -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -123,6 +126,7 @@ JSON
         -s3.port.iceberg=0 -s3.port.lance=0 \
         -master.telemetry=false \
         -s3.config="$dir/s3.json" \
+        -master.volumeSizeLimitMB=256 -volume.max=64 \
         -bucket="$bucket" \
         >"$log_file" 2>&1 </dev/null &
     echo $! >"$pid_file"
@@ -166,9 +170,20 @@ stop() {
     rm -f "$pid_file"
 }
 
+errors() {
+    [[ -f "$log_file" ]] || return 0
+    local lines
+    lines="$(grep -E '^[EF][0-9]{4} ' "$log_file" | tail -n 20 || true)"
+    if [[ -n "$lines" ]]; then
+        echo "s3-server: last errors in $log_file:" >&2
+        echo "$lines" >&2
+    fi
+}
+
 case "${1:-start}" in
     start) start ;;
     stop) stop ;;
     env) print_env ;;
-    *) echo "usage: $0 [start|stop|env]" >&2; exit 2 ;;
+    errors) errors ;;
+    *) echo "usage: $0 [start|stop|env|errors]" >&2; exit 2 ;;
 esac

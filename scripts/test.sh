@@ -137,7 +137,10 @@ start_s3_server() {
     local env_out
     if env_out="$(SQUASHBOX_S3_FRESH=1 bash "$repo_root/scripts/s3-server.sh" start)"; then
         eval "$env_out"
-        trap 'bash "$repo_root/scripts/s3-server.sh" stop' EXIT
+        # On failure, show the server's own errors: an S3 test failing with a bare
+        # "500 InternalError" is otherwise undiagnosable after the run.
+        trap 'status=$?; ((status == 0)) || bash "$repo_root/scripts/s3-server.sh" errors
+              bash "$repo_root/scripts/s3-server.sh" stop' EXIT
         echo "s3: SeaweedFS at $AWS_ENDPOINT_URL, bucket $SQUASHBOX_TEST_S3_BUCKET"
     else
         warn "S3 server did not start: S3 backup tests skip (and fail under CI=true)"
@@ -166,7 +169,59 @@ ensure_cargo_cache() {
     echo "cargo target dir: ${CARGO_TARGET_DIR:-$repo_root/target}"
 }
 
+# Free space (GiB, rounded down) of the filesystem holding $1.
+free_gib() { df -P -k "$1" | awk 'NR == 2 { print int($4 / 1048576) }'; }
+
+# Keep the persistent cargo cache bounded. A fresh clone rebuilds every workspace crate anyway
+# (new source mtimes), so their old artifacts are dead weight: each commit's test binaries add
+# gigabytes, and a nearly full disk makes the S3 server (SeaweedFS) turn its volumes read-only,
+# which fails the S3 tests with "500 InternalError". Third-party artifacts are kept: they are
+# keyed by Cargo.lock and reused. If the cache still exceeds its budget, it is dropped.
+prune_cargo_cache() {
+    local target="${CARGO_TARGET_DIR:-$repo_root/target}" profile_dir stems=() f stem
+    [[ -d "$target" ]] || return 0
+    for f in "$repo_root"/tests/*.rs "$repo_root"/benches/*.rs "$repo_root"/crates/*/tests/*.rs \
+        "$repo_root"/crates/*/examples/*.rs "$repo_root"/crates/*/benches/*.rs; do
+        [[ -e "$f" ]] && stems+=("$(basename "$f" .rs)")
+    done
+    for profile_dir in "$target/debug" "$target/release"; do
+        [[ -d "$profile_dir" ]] || continue
+        rm -rf "$profile_dir/incremental"
+        rm -f "$profile_dir"/deps/squashbox* "$profile_dir"/deps/libsquashbox* \
+            "$profile_dir"/examples/*
+        for stem in "${stems[@]}"; do
+            rm -f "$profile_dir/deps/$stem"-*
+        done
+    done
+    local used_gib budget_gib="${SQUASHBOX_CACHE_BUDGET_GIB:-12}"
+    used_gib=$(du -s -k "$target" | awk '{ print int($1 / 1048576) }')
+    if ((used_gib > budget_gib)); then
+        echo "cargo cache: ${used_gib} GiB exceeds ${budget_gib} GiB; removing it"
+        rm -rf "$target"
+    fi
+    echo "cargo cache: $(du -sh "$target" 2>/dev/null | cut -f1) after pruning"
+}
+
+# The suite writes a few GiB (images, trees, the S3 store); refuse to start without room rather
+# than fail later with errors that do not name the cause.
+ensure_disk_space() {
+    local need_gib=10 dir free
+    for dir in "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-$repo_root}"; do
+        mkdir -p "$dir" 2>/dev/null || true
+        free=$(free_gib "$dir")
+        echo "disk: ${free} GiB free on the filesystem of $dir"
+        if ((free < need_gib)); then
+            echo "test.sh: only ${free} GiB free for $dir; the tests need at least ${need_gib} GiB." >&2
+            echo "test.sh: free some space (for example an old cargo target dir) and run again." >&2
+            exit 1
+        fi
+    done
+}
+
 setup() {
+    ensure_cargo_cache
+    prune_cargo_cache
+    ensure_disk_space
     if [[ "${SQUASHBOX_SKIP_SETUP:-}" == 1 ]]; then
         echo "setup skipped (SQUASHBOX_SKIP_SETUP=1)"
     else
@@ -177,7 +232,6 @@ setup() {
         ensure_pjdfstest
         start_s3_server
     fi
-    ensure_cargo_cache
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +239,8 @@ setup() {
 # ---------------------------------------------------------------------------------------------
 total_start=$SECONDS
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# Incremental data only pays off for repeated edits in one checkout; here it costs gigabytes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "squashbox tests: $(date -u +%FT%TZ), CI=${CI:-}, uid=$(id -u), $(nproc) cores"
 
 section "setup"
