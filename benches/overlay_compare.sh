@@ -15,6 +15,9 @@
 # and dropped kernel caches, so it is cold for all three. Prints the median of REPS (default 3)
 # runs and the ratios squashbox/fuse-overlayfs and squashbox/kernel.
 # Needs root, /dev/fuse, mksquashfs, squashfuse, fuse-overlayfs, git, tar.
+#
+# Environment: WORKLOADS="copyup write" runs only those; SQUASHBOX_OVERLAY_ARGS="--sync-copy-up"
+# adds options to the squashbox mount.
 set -euo pipefail
 
 bin=${1:-${CARGO_TARGET_DIR:-target}/release/squashbox}
@@ -57,7 +60,10 @@ mount_impl() { # impl
     rm -rf "$u" "$w"
     mkdir -p "$u" "$w" "$m" "$low"
     case $1 in
-        squashbox) "$bin" overlay --lower "$root/img.sqsh" --upper "$u" --work "$w" "$m" ;;
+        squashbox)
+            # shellcheck disable=SC2086 # word splitting of the extra options is wanted
+            "$bin" overlay --lower "$root/img.sqsh" --upper "$u" --work "$w" \
+                ${SQUASHBOX_OVERLAY_ARGS:-} "$m" ;;
         fuse-overlayfs)
             squashfuse "$root/img.sqsh" "$low"
             fuse-overlayfs -o "lowerdir=$low,upperdir=$u,workdir=$w" "$m" ;;
@@ -76,7 +82,7 @@ w_copyup() { echo x >>"$m/big1g"; }
 w_write() { dd if=/dev/zero of="$m/new" bs=1M count=512 status=none; }
 w_rm() { rm -rf "$m/tree/man"; }
 
-workloads=(extract walk read lsl git copyup write rm)
+read -r -a workloads <<<"${WORKLOADS:-extract walk read lsl git copyup write rm}"
 declare -A label=(
     [extract]="extract 10,000-file tar into the overlay"
     [walk]="metadata walk of the tree (find -ls)"

@@ -273,7 +273,7 @@ impl Overlay {
             for round in 0..2 {
                 if self.upper.index_get(state.ino).is_none() {
                     let tmp = self.copy_for(*layer_idx, obj, &st, state.ino)?;
-                    if let Err(e) = self.upper.index_add(&tmp, state.ino, !self.cfg.volatile) {
+                    if let Err(e) = self.upper.index_add(&tmp, state.ino, self.cfg.sync_copy_up) {
                         let _ = self.upper.remove_tree(self.upper.work(), &tmp);
                         return Err(e);
                     }
@@ -301,11 +301,12 @@ impl Overlay {
             }
         }
         restore_times(pdir, &parent_times)?;
-        // Make the new name durable too when it carries data. Directory (and other data-less)
-        // copy-ups are not synced one by one: losing one in a crash only shows the lower
-        // object again, and a later sync of a directory below commits them (ext4/xfs journal
-        // metadata in order). Volatile mode syncs nothing.
-        if st.kind == Kind::File && !self.cfg.volatile {
+        // With synchronous copy-ups, make the new name durable too when it carries data.
+        // Directory (and other data-less) copy-ups are not synced one by one: losing one in a
+        // crash only shows the lower object again, and a later sync of a directory below
+        // commits them (ext4/xfs journal metadata in order). Background-synced copy-ups rely
+        // on that ordering too (see `crate::unsynced`); volatile mode syncs nothing.
+        if st.kind == Kind::File && self.cfg.sync_copy_up {
             let started = Instant::now();
             crate::upper::sync_dir(pdir)?;
             log::debug!("copy-up: directory sync {:?}", started.elapsed());
@@ -317,9 +318,11 @@ impl Overlay {
     }
 
     /// Build a complete copy of lower object `obj` in the work directory and return its
-    /// temporary name. A regular file's data and metadata are synced before this returns, so
-    /// the rename that publishes it can never expose an empty or partial file after a crash
-    /// (except in volatile mode, which neither syncs nor starts writeback early).
+    /// temporary name. A regular file's data and metadata are synced before this returns
+    /// with `sync_copy_up`, so the rename that publishes it can never expose an empty or
+    /// partial file after a crash; by default they are journaled and synced in the
+    /// background instead (`crate::unsynced` repairs them after a crash); volatile mode
+    /// neither syncs nor starts writeback early.
     fn build_copy(
         &self,
         layer: &Layer,
@@ -381,9 +384,15 @@ impl Overlay {
             apply_owner_mode_times(work, &tmp, st, self.cfg.running_as_root)?;
             if let Some((fd, started)) = data_fd {
                 // Data, size, xattrs, owner, mode and times reach the disk before the copy
-                // gets a visible name.
+                // gets a visible name, or are journaled as not there yet.
                 let copied = started.elapsed();
-                if self.cfg.volatile {
+                if let Some(syncer) = &self.syncer {
+                    syncer.defer(fd)?;
+                    log::debug!(
+                        "copy-up of {} bytes: copy {copied:?} (synced in the background)",
+                        st.size
+                    );
+                } else if !self.cfg.sync_copy_up {
                     log::debug!(
                         "copy-up of {} bytes: copy {copied:?} (volatile: no fsync)",
                         st.size
@@ -656,7 +665,12 @@ pub(crate) fn restore_times(dir: BorrowedFd<'_>, st: &rustix::fs::Stat) -> io::R
 /// (often cold on disk) overlaps with writing the copy; writeback is started as the copy
 /// goes (with `writeback`), so the caller's fsync waits only for the last few MiB. Memory
 /// stays bounded at `READ_AHEAD + 1` chunks.
-fn copy_data(src: &LowerFile, dst: BorrowedFd<'_>, size: u64, writeback: bool) -> io::Result<()> {
+pub(crate) fn copy_data(
+    src: &LowerFile,
+    dst: BorrowedFd<'_>,
+    size: u64,
+    writeback: bool,
+) -> io::Result<()> {
     let mut writer = ChunkWriter {
         fd: dst,
         writeback_from: 0,

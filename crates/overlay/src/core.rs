@@ -89,6 +89,9 @@ pub(crate) struct EngineConfig {
     pub running_as_root: bool,
     /// Volatile mode: never sync the upper filesystem (see `crate::volatile`).
     pub volatile: bool,
+    /// Sync each copy-up before publishing it (else it is synced in the background, see
+    /// `crate::unsynced`; never in volatile mode).
+    pub sync_copy_up: bool,
 }
 
 /// Shared state of one mounted overlay.
@@ -114,6 +117,9 @@ pub(crate) struct Overlay {
     /// In volatile mode, the crash marker in the work directory; dropped (upper synced, then
     /// marker removed) when the overlay ends, after every request was answered.
     pub volatile_marker: Option<crate::volatile::Marker>,
+    /// Unless copy-ups are synced at once (or never, volatile), the background syncer of
+    /// copy-ups; dropping it syncs what is still queued.
+    pub syncer: Option<crate::unsynced::Syncer>,
 }
 
 /// Paths of hard-linked non-directories of one layer, by layer inode number.
@@ -159,6 +165,7 @@ impl Overlay {
             copies: Mutex::new(HashMap::new()),
             copies_done: parking_lot::Condvar::new(),
             volatile_marker: None,
+            syncer: None,
         })
     }
 

@@ -33,6 +33,7 @@ mod namespace;
 mod node;
 mod readdir;
 mod sys;
+mod unsynced;
 mod upper;
 mod volatile;
 
@@ -78,6 +79,14 @@ pub struct OverlayOptions {
     /// clean unmount removes after syncing the upper filesystem; a later mount that finds
     /// it from an earlier boot fails with [`OverlayError::VolatileCrash`].
     pub volatile: bool,
+    /// Sync every copy-up before the file appears under its name, like the kernel overlayfs.
+    /// Off by default: a copy-up appears once its data is in the page cache and is synced in
+    /// the background, after being journaled in the work directory
+    /// (`WORK/squashbox-unsynced/`); should the machine stop before that sync, the next mount
+    /// copies the file again from its lower layer (unless it was written to since). Opening
+    /// a large lower file for writing then waits for reading it, not also for the disk to
+    /// take the copy. Ignored in volatile mode, which never syncs.
+    pub sync_copy_up: bool,
 }
 
 /// How data of files open in the upper directory moves, as negotiated with the kernel.
@@ -114,6 +123,7 @@ impl Default for OverlayOptions {
             passthrough: true,
             writeback_cache: true,
             volatile: false,
+            sync_copy_up: false,
         }
     }
 }
@@ -363,6 +373,20 @@ fn build_fs(
         ttl: options.cache_ttl,
         running_as_root: rustix::process::geteuid().is_root(),
         volatile: options.volatile,
+        sync_copy_up: options.sync_copy_up && !options.volatile,
+    };
+    // Copy-ups an earlier mount synced in the background but the machine may have lost.
+    unsynced::recover(&layers, &up, work).map_err(io_ctx(format!(
+        "repairing unsynced copy-ups recorded in {}",
+        work.join(unsynced::JOURNAL_DIR).display()
+    )))?;
+    let syncer = if options.volatile || options.sync_copy_up {
+        None
+    } else {
+        Some(
+            unsynced::Syncer::start(work)
+                .map_err(io_ctx("starting the copy-up syncer".to_string()))?,
+        )
     };
     let marker = if options.volatile {
         Some(volatile::Marker::create(work, upper)?)
@@ -372,6 +396,7 @@ fn build_fs(
     let mut ov =
         core::Overlay::new(layers, up, cfg).map_err(io_ctx("resolving the overlay root"))?;
     ov.volatile_marker = marker;
+    ov.syncer = syncer;
     // Free hard-link index entries whose names were all deleted while we were not looking.
     if let Err(e) = ov.clean_index() {
         log::warn!("cleaning the hard-link index: {e}");

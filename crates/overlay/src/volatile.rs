@@ -52,7 +52,7 @@ fn io_err(context: String) -> impl FnOnce(io::Error) -> OverlayError {
     move |source| OverlayError::Io { context, source }
 }
 
-fn boot_id() -> io::Result<String> {
+pub(crate) fn boot_id() -> io::Result<String> {
     Ok(fs::read_to_string(BOOT_ID_PATH)?.trim().to_string())
 }
 

@@ -50,6 +50,12 @@ pub struct Args {
     /// unmount syncs and removes it.
     #[arg(long)]
     volatile: bool,
+    /// Sync each copy-up before the file appears in the mount, like the kernel overlayfs.
+    /// By default a copy-up appears as soon as its data is copied and is synced in the
+    /// background; should the machine stop first, the next mount copies it again from the
+    /// image (journal in the work directory, squashbox-unsynced/).
+    #[arg(long, conflicts_with = "volatile")]
+    sync_copy_up: bool,
     /// An existing, empty directory to mount on.
     mountpoint: PathBuf,
     #[command(flatten)]
@@ -62,6 +68,7 @@ pub fn run(args: Args) -> CliResult {
     let mut options = OverlayOptions {
         allow_other: settings.allow_other,
         volatile: args.volatile,
+        sync_copy_up: args.sync_copy_up,
         ..OverlayOptions::default()
     };
     if let Some(threads) = settings.threads {
@@ -117,6 +124,9 @@ fn spawn_daemon(args: &Args) -> CliResult {
     cmd.arg("--work").arg(abs(&work_dir(args))?);
     if args.volatile {
         cmd.arg("--volatile");
+    }
+    if args.sync_copy_up {
+        cmd.arg("--sync-copy-up");
     }
     cmd.arg("--").arg(abs(&args.mountpoint)?);
     daemon::spawn_and_wait_ready(cmd, "overlay daemon")
