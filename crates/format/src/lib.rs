@@ -24,5 +24,7 @@ pub mod writer;
 pub use compress::{Compressor, CompressorOptions};
 pub use error::{Error, Result};
 pub use layout::Superblock;
-pub use reader::{Archive, DirEntry, FileType, Inode, InodeKind, InodeRef, OpenOptions, Xattr};
+pub use reader::{
+    Archive, DataExtent, DirEntry, FileType, Inode, InodeKind, InodeRef, OpenOptions, Xattr,
+};
 pub use source::ReadAt;

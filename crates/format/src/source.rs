@@ -5,6 +5,7 @@
 //! a memory buffer, or a remote object fetched by ranges.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 /// A source of image bytes addressed by absolute offset.
@@ -21,6 +22,12 @@ pub trait ReadAt: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// The open file behind the source, if it is one (offsets are the file's): lets a caller
+    /// copy bytes stored verbatim in the image inside the kernel (`copy_file_range`).
+    fn as_file_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl ReadAt for std::fs::File {
@@ -30,6 +37,10 @@ impl ReadAt for std::fs::File {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+
+    fn as_file_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
     }
 }
 
@@ -75,6 +86,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
 
     fn len(&self) -> io::Result<u64> {
         (**self).len()
+    }
+
+    fn as_file_fd(&self) -> Option<BorrowedFd<'_>> {
+        (**self).as_file_fd()
     }
 }
 

@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use squashbox_format::writeback::start_writeback;
+use squashbox_format::DataExtent;
 
 use crate::core::{errno, LayerLinks, NodeCtx, Overlay};
 use crate::lower::{Kind, Layer, LowerFile, LowerObj, LowerStat};
@@ -347,7 +348,9 @@ impl Overlay {
                         Mode::from_raw_mode(0o600),
                     )?;
                     let src = layer.open_file(obj)?;
-                    copy_data(&src, fd.as_fd(), st.size, !self.cfg.volatile)?;
+                    // Early writeback only helps a caller that waits for the fsync; otherwise
+                    // it makes the disk write while the copy still reads (often the same disk).
+                    copy_data(&src, fd.as_fd(), st.size, self.cfg.sync_copy_up)?;
                     rustix::fs::ftruncate(&fd, st.size)?;
                     data_fd = Some((fd, started));
                 }
@@ -660,11 +663,11 @@ pub(crate) fn restore_times(dir: BorrowedFd<'_>, st: &rustix::fs::Stat) -> io::R
 }
 
 /// Copy `size` bytes of lower file `src` into the new upper file `dst`, leaving all-zero
-/// chunks as holes (the caller sets the final size). Files of more than two chunks are read
-/// by a helper thread while this one writes, so decompressing or reading the lower layer
-/// (often cold on disk) overlaps with writing the copy; writeback is started as the copy
-/// goes (with `writeback`), so the caller's fsync waits only for the last few MiB. Memory
-/// stays bounded at `READ_AHEAD + 1` chunks.
+/// chunks as holes (the caller sets the final size). Bytes an image stores verbatim are copied
+/// inside the kernel from the image file (`sys::kernel_copy`: no trip through this process,
+/// and the kernel reads ahead); sparse blocks are skipped; the rest is decoded here (see
+/// [`copy_range`]). With `writeback`, writeback is started as the copy goes, so the caller's
+/// fsync waits only for the last few MiB.
 pub(crate) fn copy_data(
     src: &LowerFile,
     dst: BorrowedFd<'_>,
@@ -676,11 +679,74 @@ pub(crate) fn copy_data(
         writeback_from: 0,
         writeback,
     };
-    if size <= 2 * CHUNK as u64 {
-        let mut buf = vec![0u8; CHUNK];
-        let mut off = 0u64;
-        while off < size {
-            let want = CHUNK.min((size - off) as usize);
+    let LowerFile::Image(archive, inode) = src else {
+        return copy_range(src, &mut writer, 0, size);
+    };
+    let Some(image) = archive.source_fd() else {
+        return copy_range(src, &mut writer, 0, size);
+    };
+    // Cleared when neither copy_file_range nor sendfile works between these two files: the
+    // rest is then copied through this process.
+    let mut in_kernel = true;
+    let mut pos = 0u64;
+    while pos < size {
+        let extent = archive
+            .data_extent(inode, pos, size - pos)
+            .map_err(crate::lower::image_err)?;
+        let len = extent.len();
+        if len == 0 {
+            return Err(errno(libc::EIO));
+        }
+        match extent {
+            DataExtent::Stored { image_offset, len } if in_kernel => {
+                // In pieces, so writeback can start behind the copy.
+                let mut done = 0;
+                while done < len {
+                    let piece = (len - done).min(WRITEBACK_CHUNK);
+                    match sys::kernel_copy(image, image_offset + done, dst, pos + done, piece) {
+                        Ok(()) => {}
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::EINVAL | libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP)
+                            ) =>
+                        {
+                            log::debug!("copy-up: no in-kernel copy from the image ({e})");
+                            in_kernel = false;
+                            copy_range(src, &mut writer, pos + done, pos + len)?;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    done += piece;
+                    writer.written_up_to(pos + done);
+                }
+            }
+            DataExtent::Sparse { .. } => {}
+            DataExtent::Stored { .. } | DataExtent::Encoded { .. } => {
+                copy_range(src, &mut writer, pos, pos + len)?
+            }
+        }
+        pos += len;
+    }
+    Ok(())
+}
+
+/// Copy bytes `start..end` of lower file `src` through `writer`, reading and decoding here.
+/// Ranges of more than two chunks are read by a helper thread while this one writes, so
+/// decompressing or reading the lower layer (often cold on disk) overlaps with writing the
+/// copy. Memory stays bounded at `READ_AHEAD + 1` chunks.
+fn copy_range(
+    src: &LowerFile,
+    writer: &mut ChunkWriter<'_>,
+    start: u64,
+    end: u64,
+) -> io::Result<()> {
+    if end - start <= 2 * CHUNK as u64 {
+        let mut buf = vec![0u8; CHUNK.min((end - start) as usize)];
+        let mut off = start;
+        while off < end {
+            let want = CHUNK.min((end - off) as usize);
             let n = src.read_at(off, &mut buf[..want])?;
             if n == 0 {
                 break;
@@ -700,11 +766,11 @@ pub(crate) fn copy_data(
         std::thread::Builder::new()
             .name("squashbox-copyup".into())
             .spawn_scoped(scope, move || {
-                let mut off = 0u64;
-                while off < size {
+                let mut off = start;
+                while off < end {
                     // The writer hung up (it failed): stop reading.
                     let Ok(mut buf) = empty_rx.recv() else { return };
-                    let want = CHUNK.min((size - off) as usize);
+                    let want = CHUNK.min((end - off) as usize);
                     let n = match src.read_at(off, &mut buf[..want]) {
                         Ok(0) => return,
                         Ok(n) => n,
@@ -734,7 +800,8 @@ pub(crate) fn copy_data(
 struct ChunkWriter<'fd> {
     fd: BorrowedFd<'fd>,
     writeback_from: u64,
-    /// Start writeback as the copy goes (off in volatile mode: nothing waits for the disk).
+    /// Start writeback as the copy goes (only for synchronous copy-ups: otherwise nothing
+    /// waits for the disk).
     writeback: bool,
 }
 
@@ -757,13 +824,16 @@ impl ChunkWriter<'_> {
         if let Some(from) = run {
             sys::pwrite_all(self.fd, &data[from..], off + from as u64)?;
         }
-        let end = off + data.len() as u64;
-        // Let the disk work while we copy: the fsync then waits only for the last few MiB
-        // instead of the whole file.
-        if self.writeback && end - self.writeback_from >= WRITEBACK_CHUNK {
+        self.written_up_to(off + data.len() as u64);
+        Ok(())
+    }
+
+    /// Note that the copy is complete up to `end`: with `writeback`, let the disk work while
+    /// we copy, so the fsync waits only for the last few MiB instead of the whole file.
+    fn written_up_to(&mut self, end: u64) {
+        if self.writeback && end.saturating_sub(self.writeback_from) >= WRITEBACK_CHUNK {
             start_writeback(self.fd, self.writeback_from, end - self.writeback_from);
             self.writeback_from = end;
         }
-        Ok(())
     }
 }

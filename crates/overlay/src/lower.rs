@@ -144,7 +144,7 @@ pub(crate) enum Layer {
     Dir { root: OwnedFd },
 }
 
-fn image_err(e: squashbox_format::Error) -> std::io::Error {
+pub(crate) fn image_err(e: squashbox_format::Error) -> std::io::Error {
     log::warn!("lower image error: {e}");
     std::io::Error::from_raw_os_error(libc::EIO)
 }

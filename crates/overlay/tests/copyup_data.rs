@@ -1,7 +1,8 @@
-//! Copy-up of large lower files: the copy runs in chunks through a read-ahead thread, so the
-//! data must arrive complete and in order, holes must stay holes, and a failure must not
-//! leave a partial file. Checked for both lower kinds (our reader, and a kernel squashfs
-//! mount used as a directory layer).
+//! Copy-up of large lower files: blocks an image stores verbatim are copied inside the kernel
+//! from the image file, the rest in chunks through a read-ahead thread, so the data must
+//! arrive complete and in order, holes must stay holes, and a failure must not leave a
+//! partial file. Checked for both lower kinds (our reader, and a kernel squashfs mount used
+//! as a directory layer).
 
 mod common;
 

@@ -56,6 +56,34 @@ impl FileLayout {
 /// A decoded data or fragment block.
 pub(crate) type Block = Vec<u8>;
 
+/// How a range of a regular file's bytes is stored in the image (see
+/// [`Archive::data_extent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataExtent {
+    /// `len` bytes stored verbatim (uncompressed) at `image_offset` of the image.
+    Stored { image_offset: u64, len: u64 },
+    /// `len` bytes of zeros that occupy nothing in the image (sparse blocks).
+    Sparse { len: u64 },
+    /// `len` bytes that must be decoded: read them with [`Archive::read_at`].
+    Encoded { len: u64 },
+}
+
+impl DataExtent {
+    /// Bytes of the file the extent covers.
+    pub fn len(&self) -> u64 {
+        match *self {
+            DataExtent::Stored { len, .. }
+            | DataExtent::Sparse { len }
+            | DataExtent::Encoded { len } => len,
+        }
+    }
+
+    /// Whether the extent covers nothing (only at or past the end of the file).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Archive {
     /// The (cached) layout of the regular file at `r`, decoded from the image.
     pub(crate) fn file_layout(&self, r: InodeRef) -> Result<Arc<FileLayout>> {
@@ -190,13 +218,23 @@ impl Archive {
             let pos = offset + done as u64;
             let index = pos / block_size;
             let within = (pos % block_size) as usize;
-            let n;
+            let mut n;
             if index < layout.block_count as u64 {
                 let logical = block_size.min(layout.size - index * block_size) as usize;
                 n = (logical - within).min(want - done);
                 let (block_offset, word) = self.block_entry(&layout, index as usize)?;
                 if word & SIZE_MASK == 0 {
                     buf[done..done + n].fill(0);
+                } else if within == 0
+                    && n == logical
+                    && self.is_stored_uncached(block_offset, word, logical)
+                {
+                    n = self.read_stored_run(
+                        &layout,
+                        index as usize,
+                        block_offset,
+                        &mut buf[done..want],
+                    )?;
                 } else {
                     let block = self.data_block(block_offset, word, logical)?;
                     buf[done..done + n].copy_from_slice(&block[within..within + n]);
@@ -232,6 +270,125 @@ impl Archive {
             done += n;
         }
         Ok(done)
+    }
+
+    /// The longest run of bytes of `file` from `offset` (at most `max_len`) stored one way:
+    /// verbatim in the image and back to back, sparse, or encoded (compressed blocks, or the
+    /// fragment tail). Empty at or past the end of the file.
+    pub(crate) fn file_data_extent(
+        &self,
+        file: &Inode,
+        offset: u64,
+        max_len: u64,
+    ) -> Result<DataExtent> {
+        if !matches!(file.kind, InodeKind::File { .. }) {
+            return Err(Error::WrongType {
+                path: format!("inode {}", file.number),
+                expected: "a regular file",
+            });
+        }
+        let layout = self.file_layout(file.inode_ref)?;
+        let max_len = max_len.min(layout.size.saturating_sub(offset));
+        if max_len == 0 {
+            return Ok(DataExtent::Encoded { len: 0 });
+        }
+        let block_size = u64::from(self.superblock.block_size);
+        let first = offset / block_size;
+        if first >= layout.block_count as u64 {
+            return Ok(DataExtent::Encoded { len: max_len });
+        }
+        let logical_of = |i: u64| block_size.min(layout.size - i * block_size);
+        let class = |word: u32, logical: u64| {
+            if word & SIZE_MASK == 0 {
+                0
+            } else if word & DATA_UNCOMPRESSED != 0 && u64::from(word & SIZE_MASK) == logical {
+                1
+            } else {
+                2
+            }
+        };
+        let (start, word) = self.block_entry(&layout, first as usize)?;
+        let kind = class(word, logical_of(first));
+        let within = offset - first * block_size;
+        let mut len = logical_of(first) - within;
+        let mut next = first + 1;
+        let mut next_offset = start + u64::from(word & SIZE_MASK);
+        while len < max_len && next < layout.block_count as u64 {
+            let (o, w) = self.block_entry(&layout, next as usize)?;
+            if class(w, logical_of(next)) != kind || (kind == 1 && o != next_offset) {
+                break;
+            }
+            len += logical_of(next);
+            next_offset = o + u64::from(w & SIZE_MASK);
+            next += 1;
+        }
+        let len = len.min(max_len);
+        Ok(match kind {
+            0 => DataExtent::Sparse { len },
+            1 => {
+                let image_offset = start + within;
+                if image_offset
+                    .checked_add(len)
+                    .is_none_or(|end| end > self.tables.inode.start)
+                {
+                    return Err(Error::corrupt(
+                        format!("data blocks of {len} bytes at {image_offset} lie outside the data area"),
+                        image_offset,
+                    ));
+                }
+                DataExtent::Stored { image_offset, len }
+            }
+            _ => DataExtent::Encoded { len },
+        })
+    }
+
+    /// Whether block (`offset`, `word`) of `logical` bytes is stored uncompressed, whole
+    /// (so its bytes in the image are the file's), and not in the block cache.
+    fn is_stored_uncached(&self, offset: u64, word: u32, logical: usize) -> bool {
+        word & DATA_UNCOMPRESSED != 0
+            && (word & SIZE_MASK) as usize == logical
+            && self.data_cache.get(&(offset, word)).is_none()
+    }
+
+    /// Read block `index` of `layout` (stored uncompressed at `offset`, see
+    /// [`Archive::is_stored_uncached`]) and as many following blocks as are also stored
+    /// uncompressed, uncached, back to back and fit in `out`, straight into `out` with one
+    /// read. Returns the bytes read (whole blocks). Streaming a large incompressible file then
+    /// costs one read per call instead of one allocation, read, copy and cache insertion per
+    /// block, and does not push useful blocks out of the cache.
+    fn read_stored_run(
+        &self,
+        layout: &FileLayout,
+        index: usize,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let block_size = u64::from(self.superblock.block_size);
+        let logical_of = |i: usize| block_size.min(layout.size - i as u64 * block_size) as usize;
+        let mut len = logical_of(index);
+        let mut next = index + 1;
+        while next < layout.block_count && len + logical_of(next) <= out.len() {
+            let (o, w) = self.block_entry(layout, next)?;
+            if o != offset + len as u64 || !self.is_stored_uncached(o, w, logical_of(next)) {
+                break;
+            }
+            len += logical_of(next);
+            next += 1;
+        }
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.tables.inode.start)
+        {
+            return Err(Error::corrupt(
+                format!("data blocks of {len} bytes at {offset} lie outside the data area"),
+                offset,
+            ));
+        }
+        self.stats
+            .data_decodes
+            .fetch_add((next - index) as u64, Ordering::Relaxed);
+        self.read_source(offset, &mut out[..len], "data block")?;
+        Ok(len)
     }
 
     /// Bytes of `file` not stored as sparse blocks.

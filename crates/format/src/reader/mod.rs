@@ -36,6 +36,7 @@ use file::{Block, FileLayout};
 use metadata::{MetaBlock, MetaCursor, Region};
 use tables::Tables;
 
+pub use file::DataExtent;
 pub use inode::MAX_SYMLINK_TARGET;
 pub use walk::{VisitedDirs, Walk, WalkEntry};
 
@@ -539,6 +540,20 @@ impl Archive {
     /// of `file`. The result is short only at the end of the file.
     pub fn read_at(&self, file: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.read_file(file, offset, buf)
+    }
+
+    /// How the bytes of regular file `file` from `offset` (at most `max_len` of them) are
+    /// stored: the longest run that is verbatim in the image (and back to back), sparse, or
+    /// encoded. With [`Archive::source_fd`], a copier can move `Stored` runs inside the kernel
+    /// and skip `Sparse` ones; `Encoded` ones go through [`Archive::read_at`]. Empty at or past
+    /// the end of the file.
+    pub fn data_extent(&self, file: &Inode, offset: u64, max_len: u64) -> Result<DataExtent> {
+        self.file_data_extent(file, offset, max_len)
+    }
+
+    /// The image file, when the archive reads from one (see [`ReadAt::as_file_fd`]).
+    pub fn source_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.source.as_file_fd()
     }
 
     /// Number of bytes of `file` actually stored (non-sparse), for `st_blocks`.
