@@ -48,8 +48,9 @@ pub struct RestoreOptions {
     /// recently used archives (`None`: `$SQUASHBOX_CACHE_MAX`, else 10 GiB).
     pub cache_max_bytes: Option<u64>,
     /// Overlay mode: never sync the overlay's upper dir (`OverlayOptions::volatile`, like the
-    /// kernel overlayfs' `-o volatile`). Faster copy-ups; after a machine crash the changes
-    /// made through the restored directory may be partly lost. Ignored in copy mode.
+    /// kernel overlayfs' `-o volatile`): `fsync` there returns at once; after a machine crash
+    /// the changes made through the restored directory may be partly lost. Ignored in copy
+    /// mode.
     pub volatile: bool,
 }
 

@@ -72,9 +72,9 @@ pub struct OverlayOptions {
     /// Without passthrough, let the kernel cache writes (FUSE writeback cache).
     pub writeback_cache: bool,
     /// Never sync the upper filesystem (like the kernel overlayfs' `-o volatile`): copy-ups
-    /// are not `fsync`ed before they are published, and `fsync`/`fsyncdir` through the mount
-    /// return at once. Faster (a copy-up no longer waits for the disk), but after a machine
-    /// crash the upper directory may hold empty or partial files under their real names.
+    /// are not `fsync`ed (not even in the background, see `sync_copy_up`), and
+    /// `fsync`/`fsyncdir` through the mount return at once. After a machine crash the upper
+    /// directory may hold empty or partial files under their real names.
     /// The mount leaves a marker in the work directory (`WORK/squashbox-volatile/`) that a
     /// clean unmount removes after syncing the upper filesystem; a later mount that finds
     /// it from an earlier boot fails with [`OverlayError::VolatileCrash`].

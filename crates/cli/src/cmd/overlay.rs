@@ -42,9 +42,9 @@ pub struct Args {
     /// next to the upper directory; created if missing].
     #[arg(long, value_name = "DIR")]
     work: Option<PathBuf>,
-    /// Never sync the upper directory (like the kernel overlayfs' -o volatile): copy-ups of
-    /// large files no longer wait for the disk and fsync through the mount returns at once,
-    /// but after a machine crash the upper directory may hold empty or partial files. A
+    /// Never sync the upper directory (like the kernel overlayfs' -o volatile): copy-ups are
+    /// not synced even in the background and fsync through the mount returns at once, but
+    /// after a machine crash the upper directory may hold empty or partial files. A
     /// marker in the work directory (squashbox-volatile/) makes a mount after such a crash
     /// fail until you discard the upper and work directories or delete the marker; a clean
     /// unmount syncs and removes it.

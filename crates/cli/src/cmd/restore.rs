@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     copy: bool,
     /// Overlay mode: never sync the overlay's upper dir (like the kernel overlayfs' -o
-    /// volatile): faster copy-ups of large files, but changes made in the restored directory
+    /// volatile): fsync in the restored directory returns at once, but changes made there
     /// may be partly lost in a machine crash (the backup itself is never at risk).
     #[arg(long, conflicts_with = "copy")]
     volatile: bool,
