@@ -37,7 +37,7 @@ use squashbox_format::writeback::start_writeback;
 use squashbox_format::DataExtent;
 
 use crate::core::{errno, LayerLinks, NodeCtx, Overlay};
-use crate::lower::{Kind, Layer, LowerFile, LowerObj, LowerStat};
+use crate::lower::{Kind, LowerFile, LowerObj, LowerStat};
 use crate::node::{join, NodeState};
 use crate::sys::{self, os};
 
@@ -154,7 +154,7 @@ impl Overlay {
             "copy-up of {ino:#x} ({} bytes): building the copy outside the namespace lock",
             st.size
         );
-        let tmp = self.build_copy(layer, obj, &st, ino)?;
+        let tmp = self.build_copy(*layer_idx, obj, &st, ino)?;
         building.finish(PendingCopy::Ready {
             tmp: tmp.clone(),
             layer: *layer_idx,
@@ -200,7 +200,7 @@ impl Overlay {
                 return Ok(tmp);
             }
         }
-        self.build_copy(&self.layers[layer_idx], obj, st, ino)
+        self.build_copy(layer_idx, obj, st, ino)
     }
 
     /// Make sure directory node `id` and all its ancestors exist in the upper directory;
@@ -326,11 +326,12 @@ impl Overlay {
     /// neither syncs nor starts writeback early.
     fn build_copy(
         &self,
-        layer: &Layer,
+        layer_idx: usize,
         obj: &LowerObj,
         st: &LowerStat,
         ino: u64,
     ) -> io::Result<Vec<u8>> {
+        let layer = &self.layers[layer_idx];
         let work = self.upper.work();
         let tmp = self.upper.temp_name();
         let result = (|| -> io::Result<()> {
@@ -390,7 +391,12 @@ impl Overlay {
                 // gets a visible name, or are journaled as not there yet.
                 let copied = started.elapsed();
                 if let Some(syncer) = &self.syncer {
-                    syncer.defer(fd)?;
+                    let lower = crate::unsynced::LowerId {
+                        layer: layer_idx,
+                        number: st.number,
+                        size: st.size,
+                    };
+                    syncer.defer(fd, lower)?;
                     log::debug!(
                         "copy-up of {} bytes: copy {copied:?} (synced in the background)",
                         st.size

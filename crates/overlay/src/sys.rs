@@ -89,7 +89,7 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Res
 /// Copy `len` bytes from `src` at `src_off` to `dst` at `dst_off` inside the kernel: no copy
 /// through user memory, and the kernel reads ahead on `src`. `copy_file_range` first (on one
 /// filesystem it splices, or shares extents where the filesystem can reflink), `sendfile`
-/// where it refuses (across filesystems: `EXDEV`).
+/// where it refuses (across filesystems: `EXDEV`). `EINVAL` when neither moves a byte.
 pub(crate) fn kernel_copy(
     src: BorrowedFd<'_>,
     src_off: u64,
@@ -112,7 +112,11 @@ pub(crate) fn kernel_copy(
             rustix::fs::copy_file_range(src, Some(&mut s), dst, Some(&mut d), want)
         };
         match r {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            // Nothing copied: some filesystems answer so instead of failing. Try sendfile,
+            // then let the caller copy through user space (which also names a source that
+            // ends early).
+            Ok(0) if !use_sendfile => use_sendfile = true,
+            Ok(0) => return Err(Errno::INVAL.into()),
             Ok(n) => done += n as u64,
             Err(Errno::INTR) => {}
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if !use_sendfile => {

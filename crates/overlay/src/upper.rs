@@ -226,6 +226,11 @@ impl Upper {
         )?)
     }
 
+    /// The hard-link index directory (`work/squashbox-index`).
+    pub(crate) fn index_dir(&self) -> BorrowedFd<'_> {
+        self.index.as_fd()
+    }
+
     /// The upper root.
     pub(crate) fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

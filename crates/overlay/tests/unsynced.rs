@@ -167,6 +167,108 @@ fn a_crash_before_the_background_sync_is_repaired_from_the_lower_layer(kind: Low
     );
 }
 
+/// The lower file's number in its layer (the kernel's squashfs reports the image's inode
+/// numbers, so the kernel mount serves both lower kinds).
+fn lower_number(fx: &Fixture, rel: &str) -> u64 {
+    fs::metadata(fx.lower_mnt().join(rel)).unwrap().ino()
+}
+
+fn plant_entry_with(fx: &Fixture, name: &str, content: &str) {
+    fs::create_dir_all(journal(fx)).unwrap();
+    fs::write(journal(fx).join(name), content).unwrap();
+}
+
+/// `security.capability` granting cap_net_raw (VFS_CAP_REVISION_2, effective).
+const CAP_NET_RAW: [u8; 20] = [
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+fn interrupted_repairs_failed_syncs_and_index_only_copies_are_repaired(kind: LowerKind) {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fixture::with_kind(standard_tree, kind);
+    for rel in ["exec", "dir/a", "hl1", "big"] {
+        fs::set_permissions(fx.m(rel), fs::Permissions::from_mode(0o750)).unwrap();
+    }
+    fx.unmount_overlay();
+    let ino = |rel: &str| fs::metadata(fx.u(rel)).unwrap().ino();
+    let (exec, a, hl, big) = (ino("exec"), ino("dir/a"), ino("hl1"), ino("big"));
+
+    // exec: a repair was under way (its mtime already changed, its mode made writable).
+    damage_keeping_mtime(&fx.u("exec"));
+    fs::write(fx.u("exec"), b"half").unwrap();
+    fs::set_permissions(fx.u("exec"), fs::Permissions::from_mode(0o770)).unwrap();
+    let size = fs::metadata(fx.lower_src.join("exec")).unwrap().len();
+    plant_entry_with(
+        &fx,
+        &format!("repair.{exec}"),
+        &format!("0 {} {size} 750\n", lower_number(&fx, "exec")),
+    );
+    // dir/a: its background fsync failed (the daemon renamed the entry), with the lower
+    // file's identity recorded; it carries a file capability the rewrite must not lose.
+    damage_keeping_mtime(&fx.u("dir/a"));
+    set_xattr(&fx.u("dir/a"), "security.capability", &CAP_NET_RAW);
+    plant_entry_with(
+        &fx,
+        &format!("crash.{a}"),
+        &format!("0 {} 1\n", lower_number(&fx, "dir/a")),
+    );
+    // hl1/hl2: the crash kept the copy in the hard-link index but lost both upper names.
+    fs::remove_file(fx.u("hl1")).unwrap();
+    fs::remove_file(fx.u("hl2")).unwrap();
+    let index_entry = fs::read_dir(fx.work.join("squashbox-index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| fs::metadata(p).unwrap().ino() == hl)
+        .expect("index entry of hl1");
+    damage_keeping_mtime(&index_entry);
+    plant_entry_with(&fx, &format!("00000000-aaaa.{hl}"), "");
+    // big: recorded from another lower file (sizes differ): not rewritten.
+    damage_keeping_mtime(&fx.u("big"));
+    let damaged_big = fs::read(fx.u("big")).unwrap();
+    plant_entry_with(&fx, &format!("00000000-aaaa.{big}"), "0 1 12345\n");
+    // Not ours: left alone, and they do not stop the mount.
+    plant_entry_with(&fx, "notes.txt", "x");
+    fs::create_dir_all(journal(&fx).join("subdir.5")).unwrap();
+
+    fx.remount_overlay();
+    assert_eq!(
+        journal_entries(&fx),
+        vec!["notes.txt".to_string(), "subdir.5".to_string()],
+        "our entries settled, foreign ones kept"
+    );
+    for (rel, path) in [
+        ("exec", fx.u("exec")),
+        ("dir/a", fx.u("dir/a")),
+        ("hl1", index_entry.clone()),
+    ] {
+        assert!(
+            fs::read(&path).unwrap() == fs::read(fx.lower_src.join(rel)).unwrap(),
+            "{rel}: data copied again"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().mtime(),
+            fs::metadata(fx.lower_src.join(rel)).unwrap().mtime(),
+            "{rel}: mtime is the lower file's again"
+        );
+    }
+    assert_eq!(
+        fs::metadata(fx.u("exec")).unwrap().mode() & 0o7777,
+        0o750,
+        "exec: the mode recorded by the interrupted repair"
+    );
+    assert_eq!(
+        get_xattr(&fx.u("dir/a"), b"security.capability").as_deref(),
+        Some(&CAP_NET_RAW[..]),
+        "dir/a: file capability kept"
+    );
+    assert!(
+        fs::read(fx.u("big")).unwrap() == damaged_big,
+        "big: a different lower file is never copied in"
+    );
+}
+
 fn entries_of_this_boot_are_settled_by_a_sync(kind: LowerKind) {
     if !can_run() {
         return;
@@ -190,5 +292,6 @@ fn entries_of_this_boot_are_settled_by_a_sync(kind: LowerKind) {
 both_lowers!(
     copy_ups_are_synced_before_the_mount_ends,
     a_crash_before_the_background_sync_is_repaired_from_the_lower_layer,
+    interrupted_repairs_failed_syncs_and_index_only_copies_are_repaired,
     entries_of_this_boot_are_settled_by_a_sync,
 );
