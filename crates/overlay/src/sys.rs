@@ -58,6 +58,16 @@ pub(crate) fn for_each_dirent(fd: OwnedFd, f: &mut DirentFn<'_>) -> io::Result<(
     Ok(())
 }
 
+/// Open the directory `dir` (any descriptor of it, `O_PATH` too) for listing.
+pub(crate) fn open_listing(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        ".",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
 /// `pread` until `buf` is full or end of file.
 pub(crate) fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;

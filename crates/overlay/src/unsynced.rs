@@ -329,12 +329,7 @@ pub(crate) fn recover(layers: &[Layer], up: &Upper, work: &Path) -> io::Result<(
 
 /// The journal's entries; names that are not ours are skipped (and kept).
 fn read_entries(journal: BorrowedFd<'_>, boot: Option<&str>) -> io::Result<Vec<Entry>> {
-    let listing = rustix::fs::openat(
-        journal,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let listing = sys::open_listing(journal)?;
     let mut names = Vec::new();
     sys::for_each_dirent(listing, &mut |name, kind, _| {
         if kind != Kind::Dir {
@@ -471,12 +466,7 @@ fn scan_dir(
     found: &mut HashMap<u64, Place>,
     subdirs: &mut Vec<Vec<u8>>,
 ) {
-    let listing = match rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let listing = match sys::open_listing(dir) {
         Ok(fd) => fd,
         Err(e) => {
             log::warn!("copy-up recovery: cannot list {shown_dir}: {e}");

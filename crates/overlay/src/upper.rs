@@ -151,12 +151,7 @@ impl Upper {
 
     /// Remove leftovers of an interrupted earlier session from our temporary directory.
     fn clean_work(&self) -> io::Result<()> {
-        let fd = rustix::fs::openat(
-            &self.work,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = sys::open_listing(self.work.as_fd())?;
         let mut names = Vec::new();
         sys::for_each_dirent(fd, &mut |name, _, _| {
             names.push(name.to_vec());
@@ -437,12 +432,7 @@ impl Upper {
         )?;
         let mut stack: Vec<OwnedFd> = vec![top];
         while let Some(d) = stack.last() {
-            let list = rustix::fs::openat(
-                d,
-                ".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
+            let list = sys::open_listing(d.as_fd())?;
             let mut subdir: Option<Vec<u8>> = None;
             let mut files = Vec::new();
             sys::for_each_dirent(list, &mut |n, kind, _| {
@@ -501,12 +491,7 @@ fn index_name(ino: u64) -> Vec<u8> {
 /// Read the index directory: entry name (hex inode number) -> upper `st_ino`. Names that are
 /// not ours are ignored (left alone).
 fn load_index(index: BorrowedFd<'_>) -> io::Result<HashMap<u64, u64>> {
-    let list = rustix::fs::openat(
-        index,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let list = sys::open_listing(index)?;
     let mut out = HashMap::new();
     sys::for_each_dirent(list, &mut |name, kind, _| {
         if kind == crate::lower::Kind::Dir || name.len() != 16 {
@@ -527,12 +512,7 @@ fn load_index(index: BorrowedFd<'_>) -> io::Result<HashMap<u64, u64>> {
 
 /// `fsync` a directory given by an `O_PATH` descriptor (which cannot be synced itself).
 pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    let fd = rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = sys::open_listing(dir)?;
     rustix::fs::fsync(&fd)?;
     Ok(())
 }
@@ -540,12 +520,7 @@ pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
 /// Remove every whiteout directly inside the upper directory `dirfd` (`O_PATH`). Returns
 /// `ENOTEMPTY` if anything other than whiteouts is found.
 pub(crate) fn clear_whiteouts(up: &Upper, dir: BorrowedFd<'_>) -> io::Result<()> {
-    let list = rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let list = sys::open_listing(dir)?;
     let mut whiteouts = Vec::new();
     let mut other = false;
     sys::for_each_dirent(list, &mut |n, kind, _| {
