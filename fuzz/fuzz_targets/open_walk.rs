@@ -43,6 +43,17 @@ fuzz_target!(|data: &[u8]| {
                 }
                 // A random-access read near the end.
                 let _ = archive.read_at(&inode, inode.size().saturating_sub(10), &mut buf[..64]);
+                // Extents advance and stay inside the file.
+                let mut pos = 0u64;
+                for _ in 0..256 {
+                    match archive.data_extent(&inode, pos, u64::MAX) {
+                        Ok(e) if !e.is_empty() => {
+                            pos += e.len();
+                            assert!(pos <= inode.size(), "extent past the end of the file");
+                        }
+                        _ => break,
+                    }
+                }
             }
             FileType::Symlink => {
                 let _ = archive.read_link(&inode);

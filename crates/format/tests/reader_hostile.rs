@@ -317,6 +317,8 @@ fn data_block_violations() {
     let file = archive.lookup_path("file").unwrap();
     let msg = corrupt_message(archive.read_at(&file, 0, &mut [0u8; 10]));
     assert!(msg.contains("invalid size word"), "{msg}");
+    let msg = corrupt_message(archive.data_extent(&file, 0, u64::MAX));
+    assert!(msg.contains("invalid size word"), "{msg}");
 
     let mut past_end = image.clone();
     let size_at = file_at + 28;
@@ -324,6 +326,7 @@ fn data_block_violations() {
     let archive = open(past_end);
     let file = archive.lookup_path("file").unwrap();
     assert!(archive.read_at(&file, 0, &mut [0u8; 10]).is_err());
+    assert!(archive.data_extent(&file, 0, u64::MAX).is_err());
 }
 
 #[test]
@@ -382,6 +385,17 @@ fn explore(image: Vec<u8>) -> Outcome {
                             offset += n as u64;
                             budget = budget.saturating_sub(n as u64);
                         }
+                    }
+                }
+                // Extents advance and stay inside the file.
+                let mut pos = 0u64;
+                for _ in 0..256 {
+                    match archive.data_extent(&inode, pos, u64::MAX) {
+                        Ok(e) if !e.is_empty() => {
+                            pos += e.len();
+                            assert!(pos <= inode.size(), "extent past the end of the file");
+                        }
+                        _ => break,
                     }
                 }
             }
