@@ -499,7 +499,7 @@ impl Overlay {
         if self.upper.index_get(ino).is_none() || self.upper.index_unlinked(ino)? != Some(true) {
             return Ok(());
         }
-        let Some(layer) = (ino >> 32).checked_sub(1).map(|l| l as usize) else {
+        let Some((layer, _)) = crate::core::split_lower_ino(ino) else {
             return Ok(());
         };
         if layer >= self.layers.len() {

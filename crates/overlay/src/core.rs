@@ -30,6 +30,13 @@ pub(crate) fn lower_ino(layer: usize, n: u64) -> u64 {
     ((layer as u64 + 1) << 32) | (n & 0xFFFF_FFFF)
 }
 
+/// The layer and the low 32 bits of the layer-local number that [`lower_ino`] made `ino`
+/// from; `None` for numbers it cannot have made (upper-only objects among them).
+pub(crate) fn split_lower_ino(ino: u64) -> Option<(usize, u64)> {
+    let layer = (ino >> 32).checked_sub(1)?;
+    (ino & UPPER_INO_BIT == 0).then_some((layer as usize, ino & 0xFFFF_FFFF))
+}
+
 /// Stable inode number of a lower entry: the layer and the image inode number, for every
 /// name of it. Names hard-linked inside an image therefore share one number, one FUSE node
 /// (fuser uses `st_ino` as the node id) and, once copied up, one upper inode (see

@@ -224,8 +224,9 @@ impl Drop for Syncer {
     }
 }
 
-/// What a journal entry asks of the next mount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a journal entry asks of the next mount, weakest first (the order decides which of
+/// several entries of one inode wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Need {
     /// Written in this boot: a `syncfs` settles it.
     Sync,
@@ -376,7 +377,7 @@ fn read_entries(journal: BorrowedFd<'_>, boot: Option<&str>) -> io::Result<Vec<E
         match by_ino.get_mut(&st_ino) {
             Some(old) => {
                 old.names.push(name);
-                if rank(need) > rank(old.need) {
+                if need > old.need {
                     old.need = need;
                     old.mode = mode;
                 }
@@ -397,14 +398,6 @@ fn read_entries(journal: BorrowedFd<'_>, boot: Option<&str>) -> io::Result<Vec<E
         }
     }
     Ok(by_ino.into_values().collect())
-}
-
-fn rank(n: Need) -> u8 {
-    match n {
-        Need::Sync => 0,
-        Need::Check => 1,
-        Need::Repair => 2,
-    }
 }
 
 /// Where an inode named by the journal was found.
@@ -496,10 +489,11 @@ fn scan_dir(
                 let Ok(dir_fd) = rustix::io::dup(dir) else {
                     continue;
                 };
-                let origin = up.origin(dir, &name).ok().flatten().map(|o| {
-                    // See `core::lower_ino`.
-                    (((o >> 32) as usize).wrapping_sub(1), o & 0xFFFF_FFFF)
-                });
+                let origin = up
+                    .origin(dir, &name)
+                    .ok()
+                    .flatten()
+                    .and_then(crate::core::split_lower_ino);
                 let shown = format!("{shown_dir}/{}", String::from_utf8_lossy(&name));
                 found.insert(
                     st.st_ino,
