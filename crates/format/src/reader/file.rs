@@ -229,12 +229,7 @@ impl Archive {
                     && n == logical
                     && self.is_stored_uncached(block_offset, word, logical)
                 {
-                    n = self.read_stored_run(
-                        &layout,
-                        index as usize,
-                        block_offset,
-                        &mut buf[done..want],
-                    )?;
+                    n = self.read_stored_run(file, pos, &mut buf[done..want])?;
                 } else {
                     let block = self.data_block(block_offset, word, logical)?;
                     buf[done..done + n].copy_from_slice(&block[within..within + n]);
@@ -350,44 +345,29 @@ impl Archive {
             && self.data_cache.get(&(offset, word)).is_none()
     }
 
-    /// Read block `index` of `layout` (stored uncompressed at `offset`, see
-    /// [`Archive::is_stored_uncached`]) and as many following blocks as are also stored
-    /// uncompressed, uncached, back to back and fit in `out`, straight into `out` with one
-    /// read. Returns the bytes read (whole blocks). Streaming a large incompressible file then
-    /// costs one read per call instead of one allocation, read, copy and cache insertion per
-    /// block, and does not push useful blocks out of the cache.
-    fn read_stored_run(
-        &self,
-        layout: &FileLayout,
-        index: usize,
-        offset: u64,
-        out: &mut [u8],
-    ) -> Result<usize> {
-        let block_size = u64::from(self.superblock.block_size);
-        let logical_of = |i: usize| block_size.min(layout.size - i as u64 * block_size) as usize;
-        let mut len = logical_of(index);
-        let mut next = index + 1;
-        while next < layout.block_count && len + logical_of(next) <= out.len() {
-            let (o, w) = self.block_entry(layout, next)?;
-            if o != offset + len as u64 || !self.is_stored_uncached(o, w, logical_of(next)) {
-                break;
-            }
-            len += logical_of(next);
-            next += 1;
-        }
-        if offset
-            .checked_add(len as u64)
-            .is_none_or(|end| end > self.tables.inode.start)
-        {
+    /// Read the bytes of `file` from `pos`, where a whole block starts that is stored
+    /// uncompressed and not cached (see [`Archive::is_stored_uncached`]), together with the
+    /// stored blocks right behind it (its [`DataExtent::Stored`] run, at most `out.len()`
+    /// bytes) straight into `out` with one read. Returns the bytes read. Streaming a large
+    /// incompressible file then costs one read per call instead of one allocation, read,
+    /// copy and cache insertion per block, and does not push useful blocks out of the cache.
+    fn read_stored_run(&self, file: &Inode, pos: u64, out: &mut [u8]) -> Result<usize> {
+        let DataExtent::Stored { image_offset, len } =
+            self.file_data_extent(file, pos, out.len() as u64)?
+        else {
+            // The caller saw a stored block here, in the same (cached) block list.
             return Err(Error::corrupt(
-                format!("data blocks of {len} bytes at {offset} lie outside the data area"),
-                offset,
+                format!(
+                    "inode {:?}: block list changed while reading",
+                    file.inode_ref
+                ),
+                pos,
             ));
-        }
-        self.stats
-            .data_decodes
-            .fetch_add((next - index) as u64, Ordering::Relaxed);
-        self.read_source(offset, &mut out[..len], "data block")?;
+        };
+        let blocks = len.div_ceil(u64::from(self.superblock.block_size));
+        self.stats.data_decodes.fetch_add(blocks, Ordering::Relaxed);
+        let len = len as usize;
+        self.read_source(image_offset, &mut out[..len], "data block")?;
         Ok(len)
     }
 
