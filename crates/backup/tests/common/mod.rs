@@ -133,17 +133,17 @@ pub fn unreachable_store(env: &Env) -> Option<Store> {
     )
 }
 
-/// Generate one test per store whose archives are cached (not local):
-/// `mod name { fn memory(); fn s3(); }`.
+/// Generate `mod name { fn <first>(); fn s3(); }`: the scenario `body` against the store
+/// `first_env()` makes, and against the real S3 server (skipped without one, see `s3_env`).
 #[macro_export]
-macro_rules! remote_stores {
-    ($name:ident, $body:expr) => {
+macro_rules! store_tests {
+    ($name:ident, $first:ident = $first_env:path, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
-            fn memory() {
-                let env = $crate::common::memory_env();
+            fn $first() {
+                let env = $first_env();
                 ($body)(&env);
             }
             #[test]
@@ -153,6 +153,15 @@ macro_rules! remote_stores {
                 }
             }
         }
+    };
+}
+
+/// Generate one test per store whose archives are cached (not local):
+/// `mod name { fn memory(); fn s3(); }`.
+#[macro_export]
+macro_rules! remote_stores {
+    ($name:ident, $body:expr) => {
+        $crate::store_tests!($name, memory = $crate::common::memory_env, $body);
     };
 }
 
@@ -180,21 +189,7 @@ pub fn s3_env() -> Option<Env> {
 #[macro_export]
 macro_rules! both_stores {
     ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[test]
-            fn local() {
-                let env = $crate::common::local_env();
-                ($body)(&env);
-            }
-            #[test]
-            fn s3() {
-                if let Some(env) = $crate::common::s3_env() {
-                    ($body)(&env);
-                }
-            }
-        }
+        $crate::store_tests!($name, local = $crate::common::local_env, $body);
     };
 }
 
